@@ -1,0 +1,136 @@
+"""ATPN in PyTorch: one light CNN for landmarks, head pose and a tracking score.
+
+The paper's ideas, our layers:
+- backbone: MobileNetV2-style inverted residuals on a 112 px crop, down to 7x7;
+- shortcut: the shallow 28x28 features (they follow facial boundaries) are pooled to 7x7 and
+  concatenated with the deep features before the landmark head;
+- landmark head: global depthwise 7x7 conv + linear -> N points in [0,1] crop coordinates;
+- cheap heatmap: Gaussians rendered on a 28x28 grid from the predicted points (plain ops:
+  Sub/Mul/Exp/ReduceMax, so it exports to ONNX and TensorRT runs it natively);
+- fusion: the shallow features gated by the heatmap (x * (1 + H)) plus H itself go through two
+  strided convs; pose (yaw, pitch, roll in degrees) and track (probability the crop still holds a
+  well-framed face) read these fused features together with the deep ones.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from edge.model.spec import ModelSpec
+
+POSE_SCALE_DEG = 90.0  # the pose layer works in units of 90 degrees
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True,
+            same: bool = True) -> nn.Sequential:
+    """Conv + BN (+ ReLU6); `same=False` drops the padding (a global k x k conv)."""
+    pad = k // 2 if same else 0
+    layers: List[nn.Module] = [nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: expand 1x1, depthwise 3x3, project 1x1, residual when shapes allow."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.residual = stride == 1 and cin == cout
+        self.body = nn.Sequential(
+            conv_bn(cin, mid, 1),
+            conv_bn(mid, mid, 3, stride, groups=mid),
+            conv_bn(mid, cout, 1, act=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+def stage(cin: int, cout: int, n: int, stride: int, expand: int) -> nn.Sequential:
+    blocks = [InvertedResidual(cin, cout, stride, expand)]
+    blocks += [InvertedResidual(cout, cout, 1, expand) for _ in range(n - 1)]
+    return nn.Sequential(*blocks)
+
+
+class HeatmapRenderer(nn.Module):
+    """Max over landmarks of isotropic Gaussians on an h x w grid: [B,N,2] in [0,1] -> [B,1,h,w]."""
+
+    def __init__(self, size: int, sigma_cells: float) -> None:
+        super().__init__()
+        coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+        gy, gx = torch.meshgrid(coords, coords, indexing="ij")
+        self.register_buffer("gx", gx.reshape(1, 1, -1), persistent=False)
+        self.register_buffer("gy", gy.reshape(1, 1, -1), persistent=False)
+        self.inv_two_sigma2 = float(size * size / (2.0 * sigma_cells * sigma_cells))
+        self.size = size
+
+    def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
+        dx = landmarks[:, :, 0:1] - self.gx
+        dy = landmarks[:, :, 1:2] - self.gy
+        g = torch.exp(-(dx * dx + dy * dy) * self.inv_two_sigma2)
+        heat = g.max(dim=1, keepdim=True).values
+        return heat.reshape(-1, 1, self.size, self.size)
+
+
+class ATPN(nn.Module):
+    """Input: [B,3,S,S] normalised RGB crops (see ModelSpec). Output: dict of the four named tensors."""
+
+    def __init__(self, spec: ModelSpec = ModelSpec()) -> None:
+        super().__init__()
+        if spec.input_size // 16 * 4 != spec.heatmap_size:
+            raise ValueError(f"heatmap_size must be input_size/4 (the shallow feature size), got {spec.heatmap_size}")
+        self.spec = spec
+        n = spec.num_landmarks
+        self.stem = nn.Sequential(conv_bn(3, 16, 3, 2), conv_bn(16, 16, 3, 1, groups=16), conv_bn(16, 16, 1, act=False))
+        self.shallow = stage(16, 24, 2, 2, 4)  # S/4: boundary-like features
+        self.mid = stage(24, 48, 2, 2, 4)  # S/8
+        self.deep = nn.Sequential(stage(48, 64, 3, 2, 4), stage(64, 96, 2, 1, 4))  # S/16
+        # Shortcut: shallow features, pooled to the deep resolution.
+        self.shortcut = nn.Sequential(nn.AvgPool2d(4), conv_bn(24, 32, 1))
+        self.landmark_head = nn.Sequential(
+            conv_bn(96 + 32, 128, 1),
+            conv_bn(128, 128, spec.input_size // 16, groups=128, act=False, same=False),  # global depthwise: 7x7 -> 1x1
+        )
+        self.landmark_out = nn.Linear(128, 2 * n)
+        self.renderer = HeatmapRenderer(spec.heatmap_size, spec.heatmap_sigma)
+        self.fusion = nn.Sequential(conv_bn(24 + 1, 32, 3, 2), conv_bn(32, 48, 3, 2))  # S/4 -> S/16
+        self.task_trunk = nn.Sequential(nn.Linear(96 + 48, 96), nn.ReLU6(inplace=True))
+        self.pose_out = nn.Linear(96, 3)
+        self.track_out = nn.Linear(96, 1)
+
+    def forward(self, crop: torch.Tensor) -> Dict[str, torch.Tensor]:
+        s = self.shallow(self.stem(crop))
+        d = self.deep(self.mid(s))
+        f = self.landmark_head(torch.cat([d, self.shortcut(s)], dim=1)).flatten(1)
+        landmarks = self.landmark_out(f).reshape(-1, self.spec.num_landmarks, 2)
+        heatmap = self.renderer(landmarks)
+        fused = self.fusion(torch.cat([s * (1.0 + heatmap), heatmap], dim=1))
+        g = torch.cat([fused.mean(dim=(2, 3)), d.mean(dim=(2, 3))], dim=1)
+        t = self.task_trunk(g)
+        return {
+            "landmarks": landmarks,
+            "pose": self.pose_out(t) * POSE_SCALE_DEG,
+            "track": torch.sigmoid(self.track_out(t)),
+            "heatmap": heatmap,
+        }
+
+
+def build_atpn(spec: ModelSpec = ModelSpec()) -> ATPN:
+    """A fresh ATPN with the landmark layer starting at the crop centre."""
+    model = ATPN(spec)
+    nn.init.zeros_(model.landmark_out.weight)
+    nn.init.constant_(model.landmark_out.bias, 0.5)
+    return model
+
+
+def load_checkpoint(path: str) -> ATPN:
+    """An ATPN from a checkpoint written by edge.train (spec + state_dict)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = ATPN(ModelSpec.from_json(ckpt["spec"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()

@@ -1,0 +1,56 @@
+"""The ATPN contract: input size, normalisation, landmark count and tensor names.
+
+One source of truth shared by the network, the export (written into the ONNX metadata), every
+runtime backend, training and evaluation.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Dict, Tuple
+
+INPUT_NAME = "crop"
+OUTPUT_NAMES: Tuple[str, ...] = ("landmarks", "pose", "track", "heatmap")
+METADATA_KEY = "atpn_spec"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a crop looks like going in and what comes out.
+
+    112 px input: faces at camera distance rarely exceed ~150 px on a 640x360 frame, 112 keeps
+    68 points apart by >= 1.5 px on the eye contours, and it costs (112/128)^2 = 77 % of 128 px.
+    """
+
+    input_size: int = 112
+    num_landmarks: int = 68
+    heatmap_size: int = 28
+    heatmap_sigma: float = 1.0  # in heatmap cells
+    mean: float = 127.5  # crop = (RGB - mean) / std, same for all channels
+    std: float = 128.0
+    crop_scale: float = 1.6  # crop side = crop_scale * landmark-box size (see pipeline.crop)
+
+    def __post_init__(self) -> None:
+        if self.num_landmarks not in (68, 98):
+            raise ValueError(f"num_landmarks must be 68 or 98, got {self.num_landmarks}")
+        if self.input_size % 16 != 0:
+            raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
+
+    def output_shapes(self, batch: int) -> Dict[str, Tuple[int, ...]]:
+        """The shape of every named output for a batch of crops."""
+        return {
+            "landmarks": (batch, self.num_landmarks, 2),
+            "pose": (batch, 3),
+            "track": (batch, 1),
+            "heatmap": (batch, 1, self.heatmap_size, self.heatmap_size),
+        }
+
+    def input_shape(self, batch: int) -> Tuple[int, int, int, int]:
+        return (batch, 3, self.input_size, self.input_size)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        return cls(**json.loads(text))

@@ -1,0 +1,1 @@
+"""The camera loop: sources, detector, crop, aligner, tracker, loop, render, stats."""

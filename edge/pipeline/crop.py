@@ -1,0 +1,136 @@
+"""Pre- and post-processing of face crops, written once for every backend, training and evaluation.
+
+A crop is a square, rotated window on the frame (`CropBox`). `crop_matrix` gives the 2x3 affine map
+frame -> crop pixels; landmarks predicted in the crop go back through its inverse. Pose comes out
+of the network in the (upright) crop frame; its roll is turned back by the crop angle.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from edge.model.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Square window: centre (px), side (px) and angle (deg) of the face's eye line in the image."""
+
+    cx: float
+    cy: float
+    size: float
+    angle_deg: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.size > 0 and math.isfinite(self.size)):
+            raise ValueError(f"CropBox size must be a positive finite number, got {self.size}")
+
+    def xyxy(self) -> Tuple[float, float, float, float]:
+        """Axis-aligned bounds of the (unrotated) window, for drawing and IoU."""
+        h = self.size / 2
+        return (self.cx - h, self.cy - h, self.cx + h, self.cy + h)
+
+
+def eye_centers(landmarks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Centres of the subject's right eye (image left) and left eye, for 68 or 98 points."""
+    n = len(landmarks)
+    if n == 68:
+        return landmarks[36:42].mean(0), landmarks[42:48].mean(0)
+    if n == 98:
+        return landmarks[60:68].mean(0), landmarks[68:76].mean(0)
+    raise ValueError(f"eye_centers needs 68 or 98 landmarks, got {n}")
+
+
+def crop_from_landmarks(landmarks: np.ndarray, scale: float, rotate: bool = True) -> CropBox:
+    """The crop the tracker places from a face's landmarks (and training imitates).
+
+    Side = scale * the longer side of the landmark box, measured in the face's own upright frame
+    so rotation does not inflate it.
+    """
+    pts = np.asarray(landmarks, dtype=np.float64)
+    angle = 0.0
+    if rotate:
+        right, left = eye_centers(pts)
+        angle = math.degrees(math.atan2(left[1] - right[1], left[0] - right[0]))
+    a = math.radians(angle)
+    rot = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])  # image -> upright
+    up = pts @ rot.T
+    lo, hi = up.min(0), up.max(0)
+    center = ((lo + hi) / 2) @ rot  # back to image coordinates
+    size = scale * float(max(hi - lo))
+    return CropBox(float(center[0]), float(center[1]), max(size, 1.0), angle)
+
+
+def crop_matrix(box: CropBox, out_size: int) -> np.ndarray:
+    """2x3 affine map from frame pixels to crop pixels (rotating the face upright)."""
+    a = math.radians(box.angle_deg)
+    s = out_size / box.size
+    cos, sin = math.cos(a) * s, math.sin(a) * s
+    # q = s * R(-a) (p - c) + out/2
+    m = np.array([[cos, sin, 0.0], [-sin, cos, 0.0]])
+    m[:, 2] = out_size / 2.0 - m[:, :2] @ np.array([box.cx, box.cy])
+    return m
+
+
+def invert_matrices(matrices: np.ndarray) -> np.ndarray:
+    """Inverse of a batch of 2x3 affine maps, shape [B,2,3]."""
+    lin = matrices[:, :, :2]
+    inv = np.linalg.inv(lin)
+    t = -np.einsum("bij,bj->bi", inv, matrices[:, :, 2])
+    return np.concatenate([inv, t[:, :, None]], axis=2)
+
+
+def warp_crops(frame_bgr: np.ndarray, boxes: Sequence[CropBox], spec: ModelSpec) -> Tuple[np.ndarray, np.ndarray]:
+    """Cut, rotate, resize and normalise every box of a frame into one ATPN input batch.
+
+    Returns (crops [B,3,S,S] float32 RGB normalised, matrices [B,2,3] frame->crop).
+    """
+    size = spec.input_size
+    batch = np.empty((len(boxes), 3, size, size), dtype=np.float32)
+    matrices = np.empty((len(boxes), 2, 3), dtype=np.float64)
+    for i, box in enumerate(boxes):
+        m = crop_matrix(box, size)
+        patch = cv2.warpAffine(frame_bgr, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        batch[i] = normalize_patch(patch, spec)
+        matrices[i] = m
+    return batch, matrices
+
+
+def normalize_patch(patch_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """uint8 HxWx3 BGR -> float32 3xHxW RGB, (x - mean) / std."""
+    rgb = patch_bgr[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
+    return (rgb - spec.mean) / spec.std
+
+
+def landmarks_to_frame(landmarks_norm: np.ndarray, matrices: np.ndarray, input_size: int) -> np.ndarray:
+    """Landmarks in [0,1] crop coordinates [B,N,2] -> frame pixels [B,N,2]."""
+    inv = invert_matrices(matrices)
+    crop_px = landmarks_norm.astype(np.float64) * input_size
+    return np.einsum("bij,bnj->bni", inv[:, :, :2], crop_px) + inv[:, None, :, 2]
+
+
+def landmarks_to_crop(landmarks_px: np.ndarray, matrix: np.ndarray, input_size: int) -> np.ndarray:
+    """Frame pixels [N,2] -> [0,1] crop coordinates: the training target for one crop."""
+    return (landmarks_px @ matrix[:, :2].T + matrix[:, 2]) / input_size
+
+
+def pose_to_frame(pose_crop: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
+    """Yaw/pitch/roll predicted in the upright crop -> the frame (roll turns back by the crop angle)."""
+    out = np.array(pose_crop, dtype=np.float32, copy=True)
+    out[..., 2] = _wrap_deg(out[..., 2] + angles_deg)
+    return out
+
+
+def pose_to_crop(pose_frame: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Inverse of `pose_to_frame`, for training targets."""
+    out = np.array(pose_frame, dtype=np.float32, copy=True)
+    out[..., 2] = _wrap_deg(out[..., 2] - angle_deg)
+    return out
+
+
+def _wrap_deg(a: np.ndarray) -> np.ndarray:
+    return (a + 180.0) % 360.0 - 180.0
