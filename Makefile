@@ -24,7 +24,7 @@ models: $(STAMP)
 	$(VPY) -m edge.setup_models --dir $(MODELS)
 
 lint: $(STAMP)
-	$(VENV)/bin/vermin -q -t=3.8- --violations --no-tips --eval-annotations edge build_engine.py run_camera.py --exclude-regex 'edge/(model/atpn|model/export|model/stats|train/.*)\.py$$'
+	$(VENV)/bin/vermin -q -t=3.8- --violations --no-tips --eval-annotations edge *.py bench tests
 
 test: models lint
 	$(VPY) -m pytest -q
