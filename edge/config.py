@@ -1,0 +1,174 @@
+"""Run settings: a YAML file (configs/*.yaml) -> frozen dataclasses, every key and value checked.
+
+An unknown key or a bad value is a one-line ConfigError naming the key, so a typo never passes
+silently. CLI flags override the file through `with_overrides` and go through the same checks.
+Relative model paths are taken from the project root, so the CLI works from any directory.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from edge.errors import ConfigError
+from edge.runtime import BACKENDS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "cpu.yaml"
+DISPLAY_MODES = ("auto", "on", "off")
+
+
+def _require(ok: bool, key: str, expected: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    atpn: str = "models/atpn68.onnx"
+    detector: str = "models/blazeface_short.onnx"
+
+    def path(self, name: str) -> str:
+        p = Path(getattr(self, name))
+        return str(p if p.is_absolute() else PROJECT_ROOT / p)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    backend: str = "onnxruntime"
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 = all cores
+
+    def __post_init__(self) -> None:
+        _require(self.backend in BACKENDS, "runtime.backend", f"one of {', '.join(BACKENDS)}", self.backend)
+        _require(self.threads >= 0, "runtime.threads", ">= 0 (0 = all cores)", self.threads)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    score_threshold: float = 0.5
+    crop_scale: float = 1.0  # detector box -> first ATPN crop (see detector.crop_for_detection)
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.score_threshold < 1.0, "detector.score_threshold", "in (0, 1)", self.score_threshold)
+        _require(self.crop_scale > 0.0, "detector.crop_scale", "> 0", self.crop_scale)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    track_threshold: float = 0.5  # ATPN track score below this ends a track
+    detect_every: int = 30  # also re-detect every K frames to pick up new faces; 0 = only on loss
+    max_faces: int = 4
+    match_iou: float = 0.3  # a detection overlapping a track this much is that track's face
+    min_face_px: float = 8.0  # a landmark box smaller than this is a lost track, not a face
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.track_threshold <= 1.0, "tracker.track_threshold", "in [0, 1]", self.track_threshold)
+        _require(self.detect_every >= 0, "tracker.detect_every", ">= 0 (0 = only when no track is alive)",
+                 self.detect_every)
+        _require(self.max_faces >= 1, "tracker.max_faces", ">= 1", self.max_faces)
+        _require(0.0 < self.match_iou <= 1.0, "tracker.match_iou", "in (0, 1]", self.match_iou)
+        _require(self.min_face_px >= 1.0, "tracker.min_face_px", ">= 1", self.min_face_px)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    input: str = "auto"  # a URI (see sources.USAGE); auto = camera 0 if it opens, else demo
+    max_frames: int = 0  # 0 = until the source ends
+
+    def __post_init__(self) -> None:
+        _require(bool(self.input.strip()), "source.input", "a source URI", self.input)
+        _require(self.max_frames >= 0, "source.max_frames", ">= 0 (0 = no limit)", self.max_frames)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    display: str = "auto"
+    save: Optional[str] = None  # annotated video, .mp4
+    json: Optional[str] = None  # one JSON line per frame
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.display in DISPLAY_MODES, "output.display", f"one of {', '.join(DISPLAY_MODES)}", self.display)
+
+
+@dataclass(frozen=True)
+class Config:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
+        """Dotted keys ('tracker.detect_every') -> a new, checked Config; None values are skipped."""
+        data = asdict(self)
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            data.setdefault(section, {})[key] = value
+        return config_from_dict(data)
+
+
+_SECTIONS = {f.name: f for f in fields(Config)}
+_TYPES: Dict[str, Tuple[type, ...]] = {"str": (str,), "Optional[str]": (str, type(None)), "int": (int,),
+                                       "float": (float, int), "bool": (bool,)}
+
+
+def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
+    """Check every section, key and value; the first problem is a one-line ConfigError."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of sections ({', '.join(_SECTIONS)}), got {type(data).__name__}")
+    sections = {}
+    for name, value in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{where}: unknown section '{name}'; valid sections: {', '.join(_SECTIONS)}")
+        sections[name] = _section(_SECTIONS[name].default_factory, name, value or {}, where)  # type: ignore[misc]
+    return Config(**sections)
+
+
+def _section(cls: type, name: str, data: Any, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: section '{name}' must be a mapping of keys, got {data!r}")
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{name}.{key}'; valid keys in '{name}': {', '.join(known)}")
+        values[key] = _checked_value(f"{name}.{key}", str(known[key].type), value)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _checked_value(key: str, type_name: str, value: Any) -> Any:
+    expected = _TYPES[type_name]
+    if isinstance(value, bool) and str in expected:
+        value = "on" if value else "off"  # YAML 1.1 reads bare on/off/yes/no as booleans
+    elif isinstance(value, int) and not isinstance(value, bool) and str in expected:
+        value = str(value)  # `input: 0` is camera 0
+    if isinstance(value, bool) and bool not in expected:
+        raise ConfigError(f"{key} must be {type_name}, got the boolean {value!r}")
+    if not isinstance(value, expected):
+        raise ConfigError(f"{key} must be {type_name}, got {value!r} ({type(value).__name__})")
+    return float(value) if type_name == "float" else value
+
+
+def load_config(path: Optional[str] = None) -> Config:
+    """Read a YAML config (default configs/cpu.yaml); an empty file means all defaults."""
+    import yaml
+
+    file = Path(path) if path else DEFAULT_CONFIG
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc.strerror}; pass an existing file to --config") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{file}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from exc
+    return config_from_dict(data or {}, where=str(file))

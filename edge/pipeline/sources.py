@@ -1,0 +1,151 @@
+"""Frame sources behind one factory, with jetson-inference style URIs (see USAGE).
+
+Files and folders are read in order, every frame; live cameras and streams are read in their own
+thread keeping only the newest frame (see camera.py). A frame that fails to decode is skipped and
+counted in `skipped`, never fatal.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from edge.errors import SourceError
+from edge.types import Frame
+
+USAGE = """input URIs:
+  0, 1, ... | v4l2:///dev/video0     USB/V4L2 camera (read live, newest frame only)
+  csi://0                            Jetson CSI camera through GStreamer nvarguscamerasrc
+  rtsp://host/stream                 network stream (read live)
+  file://clip.mp4 | clip.mp4         video file, every frame in order
+  path/to/folder                     folder of images, in sorted name order
+  demo                               built-in moving sequence made from the astronaut photo
+  auto                               camera 0 if it opens, else demo"""
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+MAX_BAD_FRAMES_IN_A_ROW = 50  # a file this broken is not worth reading further
+
+
+class Source:
+    """Iterate for Frames; close() when done (or use `with`)."""
+
+    uri: str = ""
+    live: bool = False  # a camera/stream: frames are dropped rather than queued
+    length: Optional[int] = None  # frames, when known in advance (progress bars)
+    skipped: int = 0  # frames that failed to decode
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device or file; calling it twice is harmless."""
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoFileSource(Source):
+    """A video file read in order; timestamps from the file's frame rate."""
+
+    def __init__(self, path: str) -> None:
+        import cv2
+
+        if not os.path.isfile(path):
+            raise SourceError(f"video file not found: {path}; check the path (see --help for input URIs)")
+        self.uri = path
+        self._cap = cv2.VideoCapture(path)
+        if not self._cap.isOpened():
+            raise SourceError(f"cannot open video {path}: OpenCV has no decoder for it; convert it to H.264 .mp4")
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.length = count if count > 0 else None
+        self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
+
+    def __iter__(self) -> Iterator[Frame]:
+        index, bad = 0, 0
+        while True:
+            ok = self._cap.grab()
+            if not ok:
+                if self.length is None or index + self.skipped >= self.length or bad >= MAX_BAD_FRAMES_IN_A_ROW:
+                    return  # the video ended (or is broken beyond use)
+                self.skipped, bad = self.skipped + 1, bad + 1
+                continue
+            ok, image = self._cap.retrieve()
+            if not ok or image is None:
+                self.skipped, bad = self.skipped + 1, bad + 1
+                continue
+            bad = 0
+            position = index + self.skipped
+            yield Frame(image, index, 1000.0 * position / self.fps)
+            index += 1
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class FolderSource(Source):
+    """Images of a folder in sorted name order, at a nominal frame rate."""
+
+    def __init__(self, folder: str, fps: float = 30.0) -> None:
+        self.uri = folder
+        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise SourceError(f"no images in folder {folder}; expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+        self.length = len(self.files)
+        self.fps = fps
+
+    def __iter__(self) -> Iterator[Frame]:
+        import cv2
+
+        index = 0
+        for position, path in enumerate(self.files):
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                self.skipped += 1
+                continue
+            yield Frame(image, index, 1000.0 * position / self.fps)
+            index += 1
+
+
+class MemorySource(Source):
+    """Frames already in memory (benchmarks time the pipeline, not the decoder)."""
+
+    def __init__(self, images: Sequence[np.ndarray], fps: float = 30.0, uri: str = "memory") -> None:
+        self.uri = uri
+        self.images = list(images)
+        self.length = len(self.images)
+        self.fps = fps
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, image in enumerate(self.images):
+            yield Frame(image, index, 1000.0 * index / self.fps)
+
+
+def open_source(uri: str) -> Source:
+    """The one factory: a URI (see USAGE) -> an opened Source, or a one-line SourceError."""
+    from edge.pipeline import camera
+
+    text = uri.strip()
+    if text == "auto":
+        return camera.first_camera_or_none() or open_source("demo")
+    if text == "demo":
+        from edge.pipeline.demo import DemoSource
+
+        return DemoSource()
+    if text.isdigit() or text.startswith("v4l2://") or text.startswith("/dev/video"):
+        return camera.open_v4l2(text)
+    if text.startswith("csi://"):
+        return camera.open_csi(text)
+    if text.startswith(("rtsp://", "rtsps://", "http://", "https://")):
+        return camera.open_stream(text)
+    path = text[len("file://"):] if text.startswith("file://") else text
+    if os.path.isdir(path):
+        return FolderSource(path)
+    if "://" in text and not text.startswith("file://"):
+        raise SourceError(f"unknown input URI scheme in {uri!r}; valid: 0, v4l2:///dev/videoN, csi://N, "
+                          "rtsp://..., file://path, a folder, demo, auto")
+    return VideoFileSource(path)
