@@ -1,12 +1,13 @@
 """ATPN in PyTorch: one light CNN for landmarks, head pose and a tracking score.
 
 The paper's ideas, our layers:
-- backbone: MobileNetV2-style inverted residuals on a 112 px crop, down to 7x7;
+- backbone: a strided stem straight to 28x28, then MobileNetV2-style inverted residuals down to 7x7;
 - shortcut: the shallow 28x28 features (they follow facial boundaries) are pooled to 7x7 and
   concatenated with the deep features before the landmark head;
 - landmark head: global depthwise 7x7 conv + linear -> N points in [0,1] crop coordinates;
-- cheap heatmap: Gaussians rendered on a 28x28 grid from the predicted points (plain ops:
-  Sub/Mul/Exp/ReduceMax, so it exports to ONNX and TensorRT runs it natively);
+- cheap heatmap: Gaussians rendered on a 28x28 grid from the predicted points, separable so the
+  sum over points is one small MatMul (plain ops: Sub/Mul/Exp/MatMul/Clip; ONNX and TensorRT run
+  them natively);
 - fusion: the shallow features gated by the heatmap (x * (1 + H)) plus H itself go through two
   strided convs; pose (yaw, pitch, roll in degrees) and track (probability the crop still holds a
   well-framed face) read these fused features together with the deep ones.
@@ -58,23 +59,32 @@ def stage(cin: int, cout: int, n: int, stride: int, expand: int) -> nn.Sequentia
 
 
 class HeatmapRenderer(nn.Module):
-    """Max over landmarks of isotropic Gaussians on an h x w grid: [B,N,2] in [0,1] -> [B,1,h,w]."""
+    """Sum of separable Gaussians on an h x w grid, clipped to 1: [B,N,2] in [0,1] -> [B,1,h,w].
+
+    exp(-(dx^2+dy^2)/2s^2) = exp(-dx^2/2s^2) * exp(-dy^2/2s^2), so the sum over points is one
+    [h,N] x [N,w] matrix product: N*(h+w) exponentials instead of N*h*w, and a MatMul every
+    backend runs fast.
+    """
 
     def __init__(self, size: int, sigma_cells: float) -> None:
         super().__init__()
         coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-        gy, gx = torch.meshgrid(coords, coords, indexing="ij")
-        self.register_buffer("gx", gx.reshape(1, 1, -1), persistent=False)
-        self.register_buffer("gy", gy.reshape(1, 1, -1), persistent=False)
+        self.register_buffer("grid", coords.reshape(1, 1, -1), persistent=False)
         self.inv_two_sigma2 = float(size * size / (2.0 * sigma_cells * sigma_cells))
         self.size = size
 
     def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
-        dx = landmarks[:, :, 0:1] - self.gx
-        dy = landmarks[:, :, 1:2] - self.gy
-        g = torch.exp(-(dx * dx + dy * dy) * self.inv_two_sigma2)
-        heat = g.max(dim=1, keepdim=True).values
-        return heat.reshape(-1, 1, self.size, self.size)
+        dx = landmarks[:, :, 0:1] - self.grid  # [B,N,w]
+        dy = landmarks[:, :, 1:2] - self.grid  # [B,N,h]
+        gx = torch.exp(-(dx * dx) * self.inv_two_sigma2)
+        gy = torch.exp(-(dy * dy) * self.inv_two_sigma2)
+        heat = torch.matmul(gy.transpose(1, 2), gx)  # [B,h,w]
+        return torch.clamp(heat, max=1.0).unsqueeze(1)
+
+
+def dw_separable(cin: int, cout: int, stride: int) -> nn.Sequential:
+    """Depthwise 3x3 + pointwise 1x1: a strided step that costs little."""
+    return nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin), conv_bn(cin, cout, 1))
 
 
 class ATPN(nn.Module):
@@ -82,14 +92,15 @@ class ATPN(nn.Module):
 
     def __init__(self, spec: ModelSpec = ModelSpec()) -> None:
         super().__init__()
-        if spec.input_size // 16 * 4 != spec.heatmap_size:
+        if spec.input_size // 4 != spec.heatmap_size:
             raise ValueError(f"heatmap_size must be input_size/4 (the shallow feature size), got {spec.heatmap_size}")
         self.spec = spec
         n = spec.num_landmarks
-        self.stem = nn.Sequential(conv_bn(3, 16, 3, 2), conv_bn(16, 16, 3, 1, groups=16), conv_bn(16, 16, 1, act=False))
-        self.shallow = stage(16, 24, 2, 2, 4)  # S/4: boundary-like features
-        self.mid = stage(24, 48, 2, 2, 4)  # S/8
-        self.deep = nn.Sequential(stage(48, 64, 3, 2, 4), stage(64, 96, 2, 1, 4))  # S/16
+        # S/2 -> S/4 quickly: full-resolution layers are what a CPU pays most for.
+        self.stem = nn.Sequential(conv_bn(3, 16, 3, 2), dw_separable(16, 24, 2))
+        self.shallow = stage(24, 24, 1, 1, 3)  # S/4: boundary-like features
+        self.mid = stage(24, 48, 2, 2, 3)  # S/8
+        self.deep = nn.Sequential(stage(48, 64, 2, 2, 3), stage(64, 96, 2, 1, 3))  # S/16
         # Shortcut: shallow features, pooled to the deep resolution.
         self.shortcut = nn.Sequential(nn.AvgPool2d(4), conv_bn(24, 32, 1))
         self.landmark_head = nn.Sequential(
@@ -98,7 +109,7 @@ class ATPN(nn.Module):
         )
         self.landmark_out = nn.Linear(128, 2 * n)
         self.renderer = HeatmapRenderer(spec.heatmap_size, spec.heatmap_sigma)
-        self.fusion = nn.Sequential(conv_bn(24 + 1, 32, 3, 2), conv_bn(32, 48, 3, 2))  # S/4 -> S/16
+        self.fusion = nn.Sequential(dw_separable(24 + 1, 32, 2), dw_separable(32, 48, 2))  # S/4 -> S/16
         self.task_trunk = nn.Sequential(nn.Linear(96 + 48, 96), nn.ReLU6(inplace=True))
         self.pose_out = nn.Linear(96, 3)
         self.track_out = nn.Linear(96, 1)

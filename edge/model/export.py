@@ -33,7 +33,7 @@ def export_onnx(model: ATPN, path: str, opset: int = OPSET, weights_tag: str = "
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter gives plain ops TRT 8.5 parses
             torch.onnx.export(
-                _TupleOutputs(model), (dummy,), tmp, dynamo=False, opset_version=opset,
+                _TupleOutputs(model).eval(), (dummy,), tmp, dynamo=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                 dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
             )

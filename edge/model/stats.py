@@ -36,7 +36,7 @@ def count_macs(model: ATPN) -> int:
         model.eval()(torch.zeros(1, 3, spec.input_size, spec.input_size))
     for h in hooks:
         h.remove()
-    render = spec.num_landmarks * spec.heatmap_size ** 2 * 3  # dx^2 + dy^2, scale
+    render = spec.num_landmarks * spec.heatmap_size ** 2  # the [h,N] x [N,w] product
     return sum(total) + render
 
 
