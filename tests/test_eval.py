@@ -87,3 +87,47 @@ def test_empty_inputs_say_so():
         metrics.auc([])
     with pytest.raises(ValueError, match="at least one face"):
         metrics.pose_mae(np.zeros((0, 3)), np.zeros((0, 3)))
+
+
+def _dot_still(size: int = 200):
+    """A black still whose 68 'landmarks' ring its centre, with one white dot on landmark 30."""
+    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    pts = size / 2 + 50 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    still = np.zeros((size, size, 3), np.uint8)
+    x, y = np.round(pts[30]).astype(int)
+    pts[30] = (x, y)
+    still[y - 1:y + 2, x - 1:x + 2] = 255
+    return still, pts
+
+
+def test_synthetic_frames_move_the_landmarks_with_the_image():
+    from edge.eval.sequences import SequenceConfig, make_sequence
+
+    still, pts = _dot_still()
+    config = SequenceConfig(frames=60, max_blur_sigma=0.0, key_every=10, exit_frames=20)
+    frames = list(make_sequence(still, pts, seed=3, config=config))
+    visible = [f for f in frames if f.visible]
+    assert 0 < len(visible) < len(frames), "the face should leave the frame and come back"
+    checked = 0
+    for f in visible:
+        x, y = f.landmarks[30]
+        xi, yi = int(round(x)), int(round(y))
+        if not (8 <= xi < f.image.shape[1] - 8 and 8 <= yi < f.image.shape[0] - 8):
+            continue
+        checked += 1
+        window = f.image[yi - 8:yi + 9, xi - 8:xi + 9].max(axis=2).astype(float)
+        assert window.max() > 150
+        ys, xs = np.mgrid[yi - 8:yi + 9, xi - 8:xi + 9]
+        centroid = np.array([(xs * window).sum(), (ys * window).sum()]) / window.sum()
+        assert np.linalg.norm(centroid - (x, y)) < 0.6, "the dot is not where its landmark went"
+    assert checked > len(visible) // 2
+
+
+def test_synthetic_sequences_are_deterministic_and_seed_dependent():
+    from edge.eval.sequences import SequenceConfig, make_sequence
+
+    still, pts = _dot_still()
+    config = SequenceConfig(frames=8, key_every=3, exit_frames=0)
+    a, b, c = (list(make_sequence(still, pts, seed=s, config=config)) for s in (5, 5, 6))
+    assert all(np.array_equal(x.image, y.image) and np.array_equal(x.landmarks, y.landmarks) for x, y in zip(a, b))
+    assert not np.allclose(a[-1].landmarks, c[-1].landmarks)
