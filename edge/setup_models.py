@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
+from edge.assets import fetch_astronaut
 from edge.errors import EdgeError
+from edge.pipeline.blazeface_convert import face_detectors
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -29,7 +31,11 @@ def atpn_onnx(models_dir: Path) -> str:
     return f"{out} (exported, weights: {tag})"
 
 
-STEPS: List[Tuple[str, Callable[[Path], str]]] = [("ATPN", atpn_onnx)]
+STEPS: List[Tuple[str, Callable[[Path], str]]] = [
+    ("ATPN", atpn_onnx),
+    ("face detector", face_detectors),
+    ("demo image", lambda models_dir: str(fetch_astronaut(models_dir))),
+]
 
 
 def main(argv: Optional[list] = None) -> int:
