@@ -23,3 +23,7 @@ class SourceError(EdgeError):
 
 class CalibrationError(EdgeError):
     """An INT8 calibration set that is missing, empty or of the wrong shape."""
+
+
+class DatasetError(EdgeError):
+    """A dataset file (labels, list file, .mat, teacher labels) that is missing or malformed."""

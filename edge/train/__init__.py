@@ -1,0 +1,1 @@
+"""Training ATPN: dataset readers, teacher labels, augmentation, losses and the training loop."""
