@@ -46,11 +46,9 @@ class RuntimeConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     score_threshold: float = 0.5
-    crop_scale: float = 1.0  # detector box -> first ATPN crop (see detector.crop_for_detection)
 
     def __post_init__(self) -> None:
         _require(0.0 < self.score_threshold < 1.0, "detector.score_threshold", "in (0, 1)", self.score_threshold)
-        _require(self.crop_scale > 0.0, "detector.crop_scale", "> 0", self.crop_scale)
 
 
 @dataclass(frozen=True)

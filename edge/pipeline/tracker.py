@@ -1,0 +1,122 @@
+"""Heatmap-guided face tracking as a pure state machine (MediaPipe Face Mesh semantics).
+
+Detect on the first frame and whenever no track is alive; otherwise each track's next crop comes
+from its previous landmarks, and ATPN's track score decides whether it survives. The detector also
+runs every `detect_every` frames to pick up new faces; a detection that overlaps a live track is
+that track's face (IDs stay stable), the others start new tracks up to `max_faces`. All crops of a
+frame go to the aligner in one batch. The detector and aligner are passed in as callables, so the
+tracker does no I/O and runs on synthetic data in tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Sequence
+
+import numpy as np
+
+from edge.config import TrackerConfig
+from edge.pipeline.aligner import Alignment
+from edge.pipeline.crop import CropBox, crop_from_landmarks
+from edge.pipeline.detector import Detections, crop_for_detection
+from edge.types import Face, TrackState
+
+DetectFn = Callable[[np.ndarray], Detections]
+AlignFn = Callable[[np.ndarray, List[CropBox]], Alignment]
+DUPLICATE_IOU = 0.5  # two tracks overlapping this much have converged on one face: keep the older
+
+
+@dataclass
+class _Track:
+    track_id: int
+    crop: CropBox  # where ATPN looks on the next frame
+    state: TrackState
+    box_xyxy: np.ndarray  # the face's bounds on the last frame (landmarks, or the detection)
+
+
+class Tracker:
+    """`step(image, detect, align)` once per frame -> the faces alive on that frame."""
+
+    def __init__(self, config: TrackerConfig, crop_scale: float) -> None:
+        self.config = config
+        self.crop_scale = crop_scale  # landmark box -> crop, for detections too (ModelSpec.crop_scale)
+        self._tracks: List[_Track] = []
+        self._next_id = 1
+        self._frames_since_detection = 0
+
+    @property
+    def alive(self) -> int:
+        return len(self._tracks)
+
+    def step(self, image: np.ndarray, detect: DetectFn, align: AlignFn) -> List[Face]:
+        every = self.config.detect_every
+        detected = not self._tracks or (every > 0 and self._frames_since_detection >= every)
+        if detected:
+            self._add_new_faces(detect(image))
+        faces = self._align(image, align)
+        if not faces and not detected:  # every track ended here: look again now, not a frame late
+            self._add_new_faces(detect(image))
+            faces = self._align(image, align)
+        self._frames_since_detection += 1
+        return faces
+
+    def reset(self) -> None:
+        """Forget every track (a shot cut the caller knows about, a new stream); IDs keep counting."""
+        self._tracks = []
+
+    def _add_new_faces(self, detections: Detections) -> None:
+        self._frames_since_detection = 0
+        for i in np.argsort(-np.asarray(detections.scores), kind="stable"):
+            if len(self._tracks) >= self.config.max_faces:
+                return
+            box = np.asarray(detections.boxes_xyxy[i], dtype=np.float64)
+            if any(iou(box, t.box_xyxy) >= self.config.match_iou for t in self._tracks):
+                continue  # a face we already track: its landmark crop beats a detector box
+            crop = crop_for_detection(box, detections.keypoints[i], self.crop_scale)
+            self._tracks.append(_Track(self._next_id, crop, TrackState.DETECTED, box))
+            self._next_id += 1
+
+    def _align(self, image: np.ndarray, align: AlignFn) -> List[Face]:
+        if not self._tracks:
+            return []
+        result = align(image, [t.crop for t in self._tracks])
+        height, width = image.shape[:2]
+        survivors: List[_Track] = []
+        faces: List[Face] = []
+        for i, track in enumerate(self._tracks):
+            landmarks = result.landmarks_px[i]
+            box = bounds(landmarks)
+            score = float(result.track[i])
+            if not self._keeps(score, box, width, height) or _duplicate(box, survivors):
+                continue
+            faces.append(Face(track.track_id, track.state, box.astype(np.float32), landmarks.astype(np.float32),
+                              np.asarray(result.pose_deg[i], dtype=np.float32), score))
+            crop = crop_from_landmarks(landmarks, self.crop_scale)
+            survivors.append(_Track(track.track_id, crop, TrackState.TRACKED, box))
+        self._tracks = survivors
+        return faces
+
+    def _keeps(self, score: float, box: np.ndarray, width: int, height: int) -> bool:
+        """The track score decides; geometry catches a collapsed crop or a face gone off the frame."""
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        return (score >= self.config.track_threshold
+                and min(box[2] - box[0], box[3] - box[1]) >= self.config.min_face_px
+                and 0 <= cx < width and 0 <= cy < height)
+
+
+def bounds(points: np.ndarray) -> np.ndarray:
+    """[K,2] points -> [4] x0, y0, x1, y1."""
+    pts = np.asarray(points, dtype=np.float64)
+    return np.concatenate([pts.min(0), pts.max(0)])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two xyxy boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _duplicate(box: np.ndarray, kept: Sequence[_Track]) -> bool:
+    return any(iou(box, t.box_xyxy) > DUPLICATE_IOU for t in kept)
