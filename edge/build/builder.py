@@ -1,0 +1,197 @@
+"""ONNX -> TensorRT engine + sidecar, reusing an existing engine when its cache key matches.
+
+Everything that can be checked without a GPU (the ONNX, the batch profile, the calibration set) is
+checked first, so bad input fails in one line on any machine; then TensorRT builds through the
+compatibility layer (trt_compat) on one code path for TensorRT 8.5 to 11.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from edge.build.calibration_set import CalibrationSet
+from edge.build.gpu import GpuInfo, query_gpu
+from edge.build.options import ENGINES_DIR, BuildRequest, ProfileShapes, Shape, profile_shapes, utc_now
+from edge.build.sidecar import CacheKey, Sidecar, check_engine, file_sha256, read_sidecar, reusable, write_sidecar
+from edge.build import trt_compat as compat
+from edge.errors import EngineError, ModelError
+
+_QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    path: str
+    sha256: str
+    inputs: Dict[str, Shape]
+    metadata: Dict[str, str]
+    has_qdq: bool
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """A request checked on the CPU: what TensorRT will be asked to do."""
+
+    request: BuildRequest
+    onnx: OnnxInfo
+    profile: ProfileShapes
+    calib: Optional[CalibrationSet]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    engine_path: str
+    sidecar: Sidecar
+    built: bool  # False: an up-to-date engine was reused
+    note: str  # why it was (re)built, or that it was reused
+
+
+def inspect_onnx(path: str) -> OnnxInfo:
+    """Inputs, custom metadata and sha256 of an ONNX file; ModelError for a missing or non-ONNX file."""
+    from edge.runtime.onnxrt import OnnxRuntimeEngine
+
+    with OnnxRuntimeEngine(path, threads=1) as engine:  # checks existence, emptiness, and that it parses
+        inputs = {name: spec.shape for name, spec in engine.inputs.items()}
+        metadata = dict(engine.metadata)
+    with open(path, "rb") as f:
+        data = f.read()
+    has_qdq = all(op in data for op in _QDQ_OPS)  # op_type strings sit verbatim in the protobuf
+    return OnnxInfo(path, hashlib.sha256(data).hexdigest(), inputs, metadata, has_qdq)
+
+
+def plan_build(request: BuildRequest) -> BuildPlan:
+    """All checks that need no GPU; raises one-line EdgeErrors."""
+    onnx = inspect_onnx(request.onnx)
+    if request.qdq and not onnx.has_qdq:
+        raise ModelError(f"{request.onnx} has no Q/DQ nodes, so --qdq has no INT8 scales to use; make a Q/DQ model "
+                         f"with `python -m edge.build.quantize --onnx {request.onnx} --calib DIR`")
+    if onnx.has_qdq and not request.qdq:
+        raise ModelError(f"{request.onnx} is a Q/DQ (explicitly quantized) model: build it with --int8 --qdq")
+    profile = profile_shapes(onnx.inputs, request.profile)
+    calib = None
+    if request.calib:
+        calib = CalibrationSet.open(request.calib)
+        if len(onnx.inputs) != 1:
+            raise ModelError(f"{request.onnx} has {len(onnx.inputs)} inputs; INT8 calibration here supports "
+                             "one-input models (ATPN); use --qdq with a Q/DQ model instead")
+        name, shape = next(iter(onnx.inputs.items()))
+        calib.check_input(name, shape, request.onnx)
+    return BuildPlan(request, onnx, profile, calib)
+
+
+def default_engine_path(onnx_path: str, precision: str, tensorrt: str, gpu: GpuInfo) -> str:
+    """engines/<model>.<precision>.trt<version>.<gpu>.engine: one file per thing that makes engines differ."""
+    return str(ENGINES_DIR / f"{Path(onnx_path).stem}.{precision}.trt{tensorrt}.{gpu.slug()}.engine")
+
+
+def default_timing_cache(tensorrt: str, gpu: GpuInfo) -> str:
+    return str(ENGINES_DIR / f"timing.trt{tensorrt}.{gpu.slug()}.cache")
+
+
+def cache_key(plan: BuildPlan, tensorrt: str, gpu: GpuInfo) -> CacheKey:
+    return CacheKey(onnx_sha256=plan.onnx.sha256, precision=plan.request.precision, profile=plan.profile,
+                    tensorrt=tensorrt, gpu=gpu, calibration=plan.calib.fingerprint() if plan.calib else None)
+
+
+def build_engine(request: BuildRequest, display: Optional[compat.ProgressDisplay] = None) -> BuildResult:
+    """Build (or reuse) the engine a request describes, with its sidecar."""
+    plan = plan_build(request)
+    trt = compat.import_tensorrt()
+    features = compat.features_of(trt)
+    compat.check_precision(features, request.fp16, request.int8, request.qdq)
+    gpu = query_gpu()
+    tensorrt = str(features.version)
+    key = cache_key(plan, tensorrt, gpu)
+    engine_path = request.save_engine or default_engine_path(request.onnx, request.precision, tensorrt, gpu)
+    why = "--rebuild" if request.rebuild else reusable(engine_path, key)
+    if why is None:
+        return BuildResult(engine_path, read_sidecar(engine_path), False, "up to date (same ONNX, precision, "
+                           f"profile, TensorRT {tensorrt}, {gpu.describe()}); --rebuild to build it again")
+    display = display or compat.ProgressDisplay()
+    t0 = time.monotonic()
+    engine, flags = _build_with_tensorrt(trt, features, plan, gpu, display)
+    seconds = time.monotonic() - t0
+    compat.write_atomic(engine_path, engine)
+    sidecar = Sidecar(key=key, request=replace(request, rebuild=False), engine_bytes=len(engine),
+                      engine_sha256=file_sha256(engine_path), build_flags=flags, onnx_metadata=plan.onnx.metadata,
+                      built_utc=utc_now(), build_seconds=seconds)
+    write_sidecar(engine_path, sidecar)
+    return BuildResult(engine_path, sidecar, True, why)
+
+
+def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan, gpu: GpuInfo,
+                         display: compat.ProgressDisplay) -> Tuple[bytes, Tuple[str, ...]]:
+    request = plan.request
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = compat.create_network(trt, builder, features)
+    with open(request.onnx, "rb") as f:
+        parser = compat.parse_onnx(trt, network, logger, f.read(), request.onnx)
+    config = builder.create_builder_config()
+    compat.set_workspace(trt, config, features, request.workspace)
+    flags = compat.set_precision(trt, config, features, request.fp16, request.int8)
+    warning = compat.platform_lacks_fast(builder, request.fp16, request.int8)
+    if warning:
+        display.line(f"[build] warning: {warning}")
+    if plan.profile:
+        profile = builder.create_optimization_profile()
+        for name, shapes in plan.profile.items():
+            profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
+        config.add_optimization_profile(profile)
+    timing_cache = request.timing_cache or default_timing_cache(str(features.version), gpu)
+    warning = compat.load_timing_cache(config, timing_cache)
+    if warning:
+        display.line(f"[build] {warning}")
+    display.line(f"[build] {request.onnx} -> {request.precision}, TensorRT {features.version}, {gpu.describe()}"
+                 + (f", batch {request.batch}" if plan.profile else ""))
+    finish = compat.attach_progress(trt, config, features, display)
+    try:
+        if plan.calib is not None:
+            engine = _build_calibrated(trt, builder, network, config, plan, display)
+        else:
+            engine = compat.build_serialized(builder, network, config)
+    finally:
+        finish()
+    compat.save_timing_cache(config, timing_cache)
+    del parser  # the parser owns the weights the network points at: keep it alive until here
+    return engine, flags
+
+
+def _build_calibrated(trt: Any, builder: Any, network: Any, config: Any, plan: BuildPlan,
+                      display: compat.ProgressDisplay) -> bytes:
+    from edge.build.trt_calibrator import (calibration_batch, calibration_cache_path, make_entropy_calibrator,
+                                           primary_context)
+
+    calib = plan.calib
+    assert calib is not None
+    name = next(iter(plan.onnx.inputs))
+    batch = calibration_batch(calib, plan.request.profile.opt)
+    cache = calibration_cache_path(calib, Path(plan.request.onnx).stem, plan.onnx.sha256)
+    with primary_context() as cuda:
+        calibrator = make_entropy_calibrator(trt, cuda, calib, batch, cache, display)
+        config.int8_calibrator = calibrator
+        if plan.profile:
+            shape = [batch] + list(calib.crop_shape)
+            calib_profile = builder.create_optimization_profile()
+            calib_profile.set_shape(name, shape, shape, shape)
+            config.set_calibration_profile(calib_profile)
+        display.line(f"[calibrate] {calib.count} crops from {calib.folder}, batches of {batch}")
+        return compat.build_serialized(builder, network, config)
+
+
+def ensure_engine(engine_path: str, rebuild: bool = False) -> Sidecar:
+    """For the runtime: the engine's sidecar if it fits this TensorRT and GPU; else rebuild it (when asked)
+    from the request stored in its sidecar, or raise the one-line EngineError naming the command."""
+    trt = compat.import_tensorrt()
+    tensorrt = str(compat.features_of(trt).version)
+    try:
+        return check_engine(engine_path, tensorrt, query_gpu())
+    except EngineError:
+        if not rebuild or not os.path.isfile(engine_path + ".json"):
+            raise
+    request = replace(read_sidecar(engine_path).request, save_engine=engine_path, rebuild=True)
+    return build_engine(request).sidecar

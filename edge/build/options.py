@@ -1,0 +1,163 @@
+"""What to build: the request (trtexec/Polygraphy vocabulary), the batch profile, and the `build:` YAML section.
+
+A request is plain data, so it can be written into the sidecar and turned back into the exact
+command that rebuilds the engine.
+"""
+from __future__ import annotations
+
+import datetime
+import shlex
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from edge.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENGINES_DIR = PROJECT_ROOT / "engines"
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """Faces per ATPN call: TensorRT tunes kernels for `opt` and accepts any batch in [min, max]."""
+
+    min: int
+    opt: int
+    max: int
+
+    @classmethod
+    def parse(cls, text: str) -> "BatchProfile":
+        """'1:4:8' -> (1, 4, 8); a single 'N' is a fixed batch N:N:N."""
+        parts = str(text).strip().split(":")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) == 1:
+            values = values * 3
+        if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+            raise ConfigError(f"--batch must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX (e.g. 1:4:8) or one "
+                              f"number, got {text!r}")
+        return cls(*values)
+
+    def __str__(self) -> str:
+        return f"{self.min}:{self.opt}:{self.max}"
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Shape = Tuple[Optional[int], ...]
+ProfileShapes = Dict[str, Dict[str, List[int]]]  # input -> {"min": [...], "opt": [...], "max": [...]}
+
+
+def profile_shapes(inputs: Mapping[str, Shape], batch: BatchProfile) -> ProfileShapes:
+    """min/opt/max shapes for every input whose batch axis is dynamic; only axis 0 may be dynamic."""
+    shapes: ProfileShapes = {}
+    for name, shape in inputs.items():
+        if all(d is not None and d >= 0 for d in shape):
+            continue  # a static input needs no profile
+        if any(d is None or d < 0 for d in shape[1:]):
+            dims = ",".join("?" if d is None or d < 0 else str(d) for d in shape)
+            raise ConfigError(f"input '{name}' has dynamic axes besides the batch ([{dims}]); re-export the ONNX "
+                              "with fixed channel/height/width")
+        rest = [int(d) for d in shape[1:]]  # type: ignore[arg-type]
+        shapes[name] = {k: [v] + rest for k, v in (("min", batch.min), ("opt", batch.opt), ("max", batch.max))}
+    return shapes
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One engine to build. Field names follow build_engine.py's flags."""
+
+    onnx: str
+    fp16: bool = False
+    int8: bool = False
+    qdq: bool = False  # the ONNX already holds Q/DQ nodes (explicit quantization)
+    calib: Optional[str] = None  # calibration folder (implicit INT8)
+    batch: str = "1:4:8"
+    workspace: Optional[int] = None  # MiB; None = TensorRT's default
+    timing_cache: Optional[str] = None  # None = engines/timing-<trt>-<gpu>.cache
+    save_engine: Optional[str] = None  # None = engines/<stem>.<precision>.trt<ver>.<gpu>.engine
+    rebuild: bool = False
+
+    def __post_init__(self) -> None:
+        BatchProfile.parse(self.batch)
+        if self.qdq and not self.int8:
+            raise ConfigError("--qdq needs --int8 (it says the INT8 scales come from the ONNX's Q/DQ nodes)")
+        if self.int8 and not self.qdq and not self.calib:
+            raise ConfigError("--int8 needs --calib DIR (a calibration set from `python -m edge.build.calibration`) "
+                              "or --qdq (an ONNX quantized by `python -m edge.build.quantize`)")
+        if self.calib and not (self.int8 and not self.qdq):
+            raise ConfigError("--calib is used only with --int8 without --qdq (a Q/DQ ONNX carries its own scales)")
+        if self.workspace is not None and self.workspace <= 0:
+            raise ConfigError(f"--workspace must be a positive number of MiB, got {self.workspace}")
+
+    @property
+    def profile(self) -> BatchProfile:
+        return BatchProfile.parse(self.batch)
+
+    @property
+    def precision(self) -> str:
+        """'fp32', 'fp16', 'int8' (calibrated), 'qdq' (explicit); '-fp16' when INT8 may fall back to FP16."""
+        base = "qdq" if self.qdq else "int8" if self.int8 else "fp16" if self.fp16 else "fp32"
+        return base + ("-fp16" if self.int8 and self.fp16 else "")
+
+    def command(self) -> str:
+        """The build_engine.py command line that makes this engine again."""
+        args = ["python", "build_engine.py", "--onnx", self.onnx]
+        args += [f"--{name}" for name in ("fp16", "int8", "qdq") if getattr(self, name)]
+        if self.calib:
+            args += ["--calib", self.calib]
+        args += ["--batch", self.batch]
+        if self.workspace is not None:
+            args += ["--workspace", str(self.workspace)]
+        for flag, value in (("--timing-cache", self.timing_cache), ("--save-engine", self.save_engine)):
+            if value:
+                args += [flag, value]
+        return " ".join(shlex.quote(a) for a in args + ["--rebuild"])
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BuildRequest":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_KEY_TYPES: Dict[str, Tuple[type, ...]] = {
+    "onnx": (str,), "fp16": (bool,), "int8": (bool,), "qdq": (bool,), "calib": (str,), "batch": (str, int),
+    "workspace": (int,), "timing_cache": (str,), "save_engine": (str,),
+}
+
+
+def request_from(config_path: Optional[str], overrides: Mapping[str, Any]) -> BuildRequest:
+    """The `build:` section of a YAML config (if given), then the CLI flags that were set on top."""
+    values: Dict[str, Any] = dict(_build_section(config_path)) if config_path else {}
+    values.update({k: v for k, v in overrides.items() if v is not None and v is not False})
+    if not values.get("onnx"):
+        raise ConfigError("no model to build: pass --onnx MODEL.onnx (or set build.onnx in --config)")
+    values["batch"] = str(values.get("batch", BuildRequest.batch))
+    return replace(BuildRequest(onnx=str(values.pop("onnx"))), **values)
+
+
+def _build_section(path: str) -> Mapping[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}; pass an existing file to --config") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
+    section = data.get("build") if isinstance(data, Mapping) else None
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{path}: no 'build:' section; valid keys there: {', '.join(_KEY_TYPES)}")
+    for key, value in section.items():
+        if key not in _KEY_TYPES:
+            raise ConfigError(f"{path}: unknown key 'build.{key}'; valid keys: {', '.join(_KEY_TYPES)}")
+        if not isinstance(value, _KEY_TYPES[key]) or (isinstance(value, bool) and bool not in _KEY_TYPES[key]):
+            raise ConfigError(f"{path}: build.{key} must be {_KEY_TYPES[key][0].__name__}, got {value!r}")
+    return section
