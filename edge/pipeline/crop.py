@@ -93,11 +93,16 @@ def warp_crops(frame_bgr: np.ndarray, boxes: Sequence[CropBox], spec: ModelSpec)
     batch = np.empty((len(boxes), 3, size, size), dtype=np.float32)
     matrices = np.empty((len(boxes), 2, 3), dtype=np.float64)
     for i, box in enumerate(boxes):
-        m = crop_matrix(box, size)
-        patch = cv2.warpAffine(frame_bgr, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        patch, matrices[i] = warp_patch(frame_bgr, box, size)
         batch[i] = normalize_patch(patch, spec)
-        matrices[i] = m
     return batch, matrices
+
+
+def warp_patch(frame_bgr: np.ndarray, box: CropBox, out_size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One box -> (uint8 BGR patch, 2x3 matrix): the warp alone, so training can augment before normalising."""
+    m = crop_matrix(box, out_size)
+    patch = cv2.warpAffine(frame_bgr, m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return patch, m
 
 
 def normalize_patch(patch_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
