@@ -1,0 +1,149 @@
+"""Frame sources that can be tested without a camera: file, folder, demo, live-camera mechanics, errors."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import SourceError
+from edge.pipeline import camera
+from edge.pipeline.demo import DemoSource, render_demo_frame
+from edge.pipeline.sources import FolderSource, VideoFileSource, open_source
+
+
+def numbered(i: int, size=(48, 64)) -> np.ndarray:
+    """A frame whose brightness encodes its number, robust to lossy video coding."""
+    return np.full((*size, 3), 10 * i, np.uint8)
+
+
+def write_video(path: Path, frames: int, fps: float = 10.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for i in range(frames):
+        writer.write(numbered(i))
+    writer.release()
+    return path
+
+
+def test_video_file_every_frame_in_order(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", 12)
+    with open_source(f"file://{path}") as src:
+        frames = list(src)
+    assert isinstance(src, VideoFileSource) and not src.live and src.length == 12
+    assert [f.index for f in frames] == list(range(12))
+    assert [f.t_ms for f in frames] == pytest.approx([100.0 * i for i in range(12)])
+    assert [int(round(f.image.mean() / 10)) for f in frames] == list(range(12))
+    assert frames[0].image.shape == (48, 64, 3) and src.skipped == 0
+
+
+def test_plain_path_is_a_video_file(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", 3)
+    with open_source(str(path)) as src:
+        assert len(list(src)) == 3
+
+
+def test_folder_sorted_and_undecodable_image_skipped(tmp_path):
+    for name, i in (("b.png", 2), ("a.png", 1), ("c.jpg", 3)):
+        cv2.imwrite(str(tmp_path / name), numbered(i))
+    (tmp_path / "b2.png").write_bytes(b"not an image")
+    (tmp_path / "notes.txt").write_text("ignored")
+    with open_source(str(tmp_path)) as src:
+        frames = list(src)
+    assert isinstance(src, FolderSource) and src.length == 4
+    assert [int(round(f.image.mean() / 10)) for f in frames] == [1, 2, 3]  # a, b, (b2 skipped), c
+    assert [f.index for f in frames] == [0, 1, 2] and src.skipped == 1
+
+
+def test_empty_folder_is_a_one_line_error(tmp_path):
+    with pytest.raises(SourceError, match="no images in folder") as err:
+        open_source(str(tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_demo_is_deterministic_and_moves(astronaut_bgr):
+    first = [f.image for f in DemoSource(astronaut_bgr)]
+    assert len(first) == 300 and first[0].shape == (360, 640, 3)
+    again = [render_demo_frame(astronaut_bgr, i) for i in (0, 100, 210, 299)]
+    assert all(np.array_equal(a, first[i]) for a, i in zip(again, (0, 100, 210, 299)))
+    assert np.abs(first[0].astype(int) - first[100].astype(int)).mean() > 20  # zoom + roll change the view
+    assert (first[210] == 114).all(axis=2).mean() > 0.5  # face panned out: mostly the gray border
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("/dev/video99", "camera /dev/video99 not found"),
+    ("v4l2:///dev/video99", "camera /dev/video99 not found"),
+    ("gopher://x", "unknown input URI scheme"),
+    ("no/such/clip.mp4", "video file not found"),
+    ("csi://front", "expected csi://N"),
+])
+def test_bad_inputs_are_one_line_source_errors(uri, message):
+    with pytest.raises(SourceError, match=message) as err:
+        open_source(uri)
+    assert "\n" not in str(err.value)
+
+
+def test_csi_without_gstreamer_says_to_use_the_system_opencv(monkeypatch):
+    monkeypatch.setattr(camera, "has_gstreamer", lambda: False)
+    with pytest.raises(SourceError, match="GStreamer.*system OpenCV"):
+        open_source("csi://0")
+
+
+def test_undecodable_video_is_a_source_error(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    with pytest.raises(SourceError, match="cannot open video"):
+        open_source(str(bad))
+
+
+class FakeCapture:
+    """A camera that delivers `frames` numbered frames as fast as it can, then unplugs."""
+
+    def __init__(self, frames: int, opens: bool = True) -> None:
+        self.left, self.count, self.opens = frames, 0, opens
+
+    def isOpened(self) -> bool:
+        return self.opens
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        self.count += 1
+        time.sleep(0.0005)
+        return True, np.full((4, 4, 3), self.count % 256, np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def test_live_source_keeps_only_the_newest_frame_then_reports_the_lost_camera():
+    captures = iter([FakeCapture(200)] + [FakeCapture(0, opens=False)] * 10)
+    src = camera.LiveSource("fake://cam", lambda: next(captures), retries=3, backoff_s=0.001)
+    seen = []
+    with pytest.raises(SourceError, match="stopped delivering frames.*3 retries") as err:
+        for frame in src:
+            seen.append(int(frame.image[0, 0, 0]))
+            time.sleep(0.01)  # a slow pipeline
+    src.close()
+    assert seen == sorted(set(seen)) and len(seen) < 100  # frames dropped, never queued or repeated
+    assert seen[-1] == 200 % 256  # the newest frame is delivered before the error
+    assert "\n" not in str(err.value)
+
+
+def test_live_source_that_never_opens():
+    with pytest.raises(SourceError, match="cannot open camera"):
+        camera.LiveSource("fake://cam", lambda: FakeCapture(0, opens=False))
+
+
+def test_live_source_reopens_a_camera_that_comes_back():
+    captures = iter([FakeCapture(5), FakeCapture(0, opens=False), FakeCapture(5)] + [FakeCapture(0, opens=False)] * 5)
+    src = camera.LiveSource("fake://cam", lambda: next(captures), retries=2, backoff_s=0.001)
+    seen = []
+    with pytest.raises(SourceError):
+        for frame in src:
+            seen.append(int(frame.image[0, 0, 0]))
+    src.close()
+    restarts = sum(b <= a for a, b in zip(seen, seen[1:]))
+    assert restarts == 1 and seen[-1] == 5  # frames from both openings, the second after one failed retry
