@@ -40,8 +40,12 @@ class SequenceConfig:
 class SyntheticFrame:
     image: np.ndarray  # BGR uint8 [H,W,3]
     landmarks: np.ndarray  # [K,2] true landmarks in frame pixels
-    visible: bool  # every landmark lies inside the frame
+    in_frame: float  # fraction of the landmarks inside the frame: 1 visible, 0 away, else partly out
     matrix: np.ndarray  # [2,3] still -> frame
+
+    @property
+    def visible(self) -> bool:
+        return self.in_frame == 1.0
 
 
 def make_sequence(still_bgr: np.ndarray, landmarks: np.ndarray, seed: int,
@@ -56,8 +60,9 @@ def make_sequence(still_bgr: np.ndarray, landmarks: np.ndarray, seed: int,
     mask = np.ones(still_bgr.shape[:2], np.float32)
     mask[[0, -1], :] = mask[:, [0, -1]] = 0.0  # feathers the still's edge once warped
     for m, sigma in zip(matrices, blur):
-        yield SyntheticFrame(_render(still_bgr, mask, background, m, float(sigma)), _transform(pts, m),
-                             _inside(_transform(pts, m), config.width, config.height), m)
+        moved = _transform(pts, m)
+        yield SyntheticFrame(_render(still_bgr, mask, background, m, float(sigma)), moved,
+                             _in_frame(moved, config.width, config.height), m)
 
 
 def _camera_path(rng: np.random.Generator, pts: np.ndarray, cfg: SequenceConfig) -> np.ndarray:
@@ -130,5 +135,5 @@ def _transform(pts: np.ndarray, m: np.ndarray) -> np.ndarray:
     return cv2.transform(pts[None].astype(np.float64), m)[0]
 
 
-def _inside(pts: np.ndarray, width: int, height: int) -> bool:
-    return bool(np.all((pts >= 0) & (pts <= (width - 1, height - 1))))
+def _in_frame(pts: np.ndarray, width: int, height: int) -> float:
+    return float(np.all((pts >= 0) & (pts <= (width - 1, height - 1)), axis=1).mean())

@@ -1,0 +1,84 @@
+"""`landmarks`: NME / FR@10 / AUC@10 and the CED of ATPN on folders of image + `.pts`."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from edge.errors import DatasetError
+from edge.eval import metrics
+from edge.eval.faces import FaceFinder
+from edge.eval.plot import write_ced
+from edge.eval.report import progress, write_csv, write_json
+from edge.train.datasets import FaceRecord, load_teacher_arrays
+
+Row = Dict[str, Any]
+
+
+def read_image(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: cannot read as an image; is the file complete?")
+    return image
+
+
+def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> List[Row]:
+    """One row per labelled face: where the crop came from and the NME (inf when not found)."""
+    rows = []
+    for record in progress(records, "landmarks", "face"):
+        image = read_image(record.image_path)
+        located = finder.locate(image, record.landmarks)
+        row: Row = {"image": os.path.basename(record.image_path), "found": located.crop is not None,
+                    "detector_score": located.detector_score, "detector_iou": located.detector_iou,
+                    "nme": math.inf, "track_score": math.nan}
+        if located.crop is not None:
+            aligned = finder.align(image, located.crop)
+            row["nme"] = float(metrics.nme(aligned.landmarks_px, record.landmarks))
+            row["track_score"] = aligned.track
+        rows.append(row)
+    return rows
+
+
+def baseline_errors(npz_path: str, records: Sequence[FaceRecord]) -> np.ndarray:
+    """NME of another labeller (the teacher's 68 points) on the same faces; inf where it found none."""
+    arrays = load_teacher_arrays(npz_path)
+    by_name = {os.path.basename(str(f)): i for i, f in enumerate(arrays["files"])}
+    missing = [os.path.basename(r.image_path) for r in records if os.path.basename(r.image_path) not in by_name]
+    if missing:
+        raise DatasetError(f"{npz_path}: no labels for {len(missing)} of the images (e.g. {missing[0]}); "
+                           "give the teacher file made from the same folder")
+    errors = []
+    for r in records:
+        i = by_name[os.path.basename(r.image_path)]
+        ok = bool(arrays["ok"][i])
+        errors.append(float(metrics.nme(arrays["landmarks"][i], r.landmarks)) if ok else math.inf)
+    return np.array(errors)
+
+
+def run(images: str, records: Sequence[FaceRecord], finder: FaceFinder, out: Path, model_info: Dict[str, str],
+        baseline: Optional[str] = None) -> Tuple[Dict[str, Any], List[Path]]:
+    """Evaluate the faces of `images`, then write landmarks.csv, landmarks.json and ced.png into `out`."""
+    rows = evaluate(records, finder)
+    errors = np.array([r["nme"] for r in rows])
+    summary: Dict[str, Any] = {"command": "landmarks", "images": os.path.abspath(images), **model_info,
+                               "boxes": finder.boxes, "passes": finder.passes,
+                               **metrics.summarize_nme(errors)}
+    summary["detection_rate"] = summary["found"] / summary["faces"]
+    curves = [(_legend(f"ATPN, {finder.boxes} boxes", summary), *metrics.ced_curve(errors))]
+    if baseline:
+        base_errors = baseline_errors(baseline, records)
+        base = metrics.summarize_nme(base_errors)
+        summary["baseline"] = {"labels": os.path.abspath(baseline), **base}
+        curves.append((_legend(f"baseline {Path(baseline).stem}", base), *metrics.ced_curve(base_errors)))
+    title = f"CED on {Path(images).name} ({summary['faces']} faces)"
+    files = [write_csv(out / "landmarks.csv", rows), write_json(out / "landmarks.json", summary),
+             Path(write_ced(str(out / "ced.png"), curves, title))]
+    return summary, files
+
+
+def _legend(name: str, s: Dict[str, Any]) -> str:
+    return f"{name}: NME {100 * s['nme_mean']:.2f}%, FR {100 * s['fr_10']:.1f}%, AUC {s['auc_10']:.3f}"
