@@ -15,7 +15,7 @@ def open_engine(path: str, backend: str = "onnxruntime", threads: int = 0) -> En
         return OnnxRuntimeEngine(path, threads=threads)
     if backend == "tensorrt":
         try:
-            from edge.runtime.tensorrt import TensorRTEngine  # noqa: F401 (written with the TensorRT backend)
+            from edge.runtime.tensorrt import TensorRTEngine
         except ImportError as exc:
             raise EngineError(f"the tensorrt backend is not available here ({exc}); use --backend onnxruntime") from exc
         return TensorRTEngine(path)
