@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from edge.errors import ConfigError
 from edge.runtime import BACKENDS
@@ -16,6 +16,7 @@ from edge.runtime import BACKENDS
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "cpu.yaml"
 DISPLAY_MODES = ("auto", "on", "off")
+T = TypeVar("T")
 
 
 def _require(ok: bool, key: str, expected: str, value: object) -> None:
@@ -109,33 +110,40 @@ class Config:
         return config_from_dict(data)
 
 
-_SECTIONS = {f.name: f for f in fields(Config)}
 _TYPES: Dict[str, Tuple[type, ...]] = {"str": (str,), "Optional[str]": (str, type(None)), "int": (int,),
                                        "float": (float, int), "bool": (bool,)}
 
 
-def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
+def config_from_dict(data: Any, where: str = "config") -> Config:
     """Check every section, key and value; the first problem is a one-line ConfigError."""
+    return sections_from_dict(Config, data, where)
+
+
+def sections_from_dict(root: Type[T], data: Any, where: str) -> T:
+    """Any frozen dataclass of section dataclasses (str/int/float/bool/Optional[str] fields) from a mapping.
+
+    Shared with other YAML configs (e.g. training) so every config reports problems the same way.
+    """
+    sections = {f.name: f for f in fields(root)}  # type: ignore[arg-type]
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of sections ({', '.join(_SECTIONS)}), got {type(data).__name__}")
-    sections = {}
+        raise ConfigError(f"{where}: expected a mapping of sections ({', '.join(sections)}), got {type(data).__name__}")
+    values = {}
     for name, value in data.items():
-        if name not in _SECTIONS:
-            raise ConfigError(f"{where}: unknown section '{name}'; valid sections: {', '.join(_SECTIONS)}")
-        sections[name] = _section(_SECTIONS[name].default_factory, name, value or {}, where)  # type: ignore[misc]
-    return Config(**sections)
+        if name not in sections:
+            raise ConfigError(f"{where}: unknown section '{name}'; valid sections: {', '.join(sections)}")
+        values[name] = _section(sections[name].default_factory, name, value or {}, where)  # type: ignore[misc]
+    return root(**values)
 
 
 def _section(cls: type, name: str, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: section '{name}' must be a mapping of keys, got {data!r}")
     known = {f.name: f for f in fields(cls)}
-    values = {}
-    for key, value in data.items():
+    for key in data:
         if key not in known:
             raise ConfigError(f"{where}: unknown key '{name}.{key}'; valid keys in '{name}': {', '.join(known)}")
-        values[key] = _checked_value(f"{name}.{key}", str(known[key].type), value)
     try:
+        values = {key: _checked_value(f"{name}.{key}", str(known[key].type), value) for key, value in data.items()}
         return cls(**values)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
@@ -154,19 +162,23 @@ def _checked_value(key: str, type_name: str, value: Any) -> Any:
     return float(value) if type_name == "float" else value
 
 
-def load_config(path: Optional[str] = None) -> Config:
-    """Read a YAML config (default configs/cpu.yaml); an empty file means all defaults."""
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data, or a one-line ConfigError naming the file (and the line of a syntax error)."""
     import yaml
 
-    file = Path(path) if path else DEFAULT_CONFIG
     try:
-        text = file.read_text()
+        text = Path(path).read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read config {file}: {exc.strerror}; pass an existing file to --config") from exc
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}; pass an existing file to --config") from exc
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{file}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from exc
-    return config_from_dict(data or {}, where=str(file))
+        raise ConfigError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from exc
+
+
+def load_config(path: Optional[str] = None) -> Config:
+    """Read a YAML config (default configs/cpu.yaml); an empty file means all defaults."""
+    file = Path(path) if path else DEFAULT_CONFIG
+    return config_from_dict(read_yaml(file) or {}, where=str(file))

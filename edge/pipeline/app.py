@@ -1,0 +1,62 @@
+"""The camera loop assembled from a Config: source, engines, detector, aligner, tracker, outputs."""
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from typing import Callable, Optional
+
+from edge.config import Config
+from edge.pipeline.aligner import Aligner
+from edge.pipeline.detector import FaceDetector
+from edge.pipeline.loop import FacePipeline, run_loop
+from edge.pipeline.outputs import Outputs, open_window
+from edge.pipeline.render import default_overlay
+from edge.pipeline.sources import Source, open_source
+from edge.pipeline.stats import RunStats
+from edge.pipeline.tracker import Tracker
+from edge.runtime import open_engine
+
+
+def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
+    """Both engines on the configured backend (closed with `stack`), wired into one pipeline."""
+    runtime = config.runtime
+    detector_engine = stack.enter_context(open_engine(config.models.path("detector"), runtime.backend,
+                                                      runtime.threads))
+    atpn_engine = stack.enter_context(open_engine(config.models.path("atpn"), runtime.backend, runtime.threads))
+    aligner = Aligner(atpn_engine)
+    detector = FaceDetector(detector_engine, score_threshold=config.detector.score_threshold)
+    tracker = Tracker(config.tracker, crop_scale=aligner.spec.crop_scale)
+    return FacePipeline(detector, aligner, tracker)
+
+
+def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda line: None) -> RunStats:
+    """The whole job; `stats` fills frame by frame, so it is complete up to a Ctrl-C or an error."""
+    with ExitStack() as stack:
+        source = stack.enter_context(open_source(config.source.input))
+        log(f"input: {source.uri}" + (" (no camera found)" if config.source.input == "auto" and not source.live
+                                       else ""))
+        pipeline = open_pipeline(config, stack)
+        outputs = Outputs(default_overlay(lambda: stats.fps), config.output.save, config.output.json,
+                          open_window(config.output.display), fps=getattr(source, "fps", 30.0))
+        stack.callback(outputs.close)
+        progress = _progress_bar(source, config, stack)
+        try:
+            run_loop(source, pipeline, outputs, stats, config.source.max_frames,
+                     on_frame=(lambda frame, faces: progress.update(1)) if progress is not None else None)
+        finally:
+            stats.skipped = source.skipped
+    return stats
+
+
+def _progress_bar(source: Source, config: Config, stack: ExitStack) -> Optional[object]:
+    """A tqdm line for files (known length), nothing for live cameras or with --quiet."""
+    if source.live or config.output.quiet:
+        return None
+    from tqdm import tqdm
+
+    total = source.length
+    if total and config.source.max_frames:
+        total = min(total, config.source.max_frames)
+    bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False, dynamic_ncols=True)
+    stack.callback(bar.close)
+    return bar

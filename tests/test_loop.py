@@ -1,0 +1,109 @@
+"""The loop with the real engines (models from `make models`): outputs, JSON lines, crashes, bad models."""
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from typing import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import model_path
+from edge.config import Config
+from edge.errors import ModelError
+from edge.pipeline.app import open_pipeline
+from edge.pipeline.demo import render_demo_frame
+from edge.pipeline.loop import run_loop
+from edge.pipeline.outputs import JsonLinesWriter, Outputs
+from edge.pipeline.render import default_overlay
+from edge.pipeline.sources import MemorySource
+from edge.pipeline.stats import STAGES, RunStats
+from edge.types import Face, Frame, TrackState
+
+CPU = Config().with_overrides({"runtime.threads": 1})
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    model_path("atpn68.onnx")
+    model_path("blazeface_short.onnx")
+    with ExitStack() as stack:
+        yield open_pipeline(CPU, stack)
+
+
+@pytest.fixture(scope="module")
+def demo_frames(astronaut_bgr):
+    return [render_demo_frame(astronaut_bgr, i) for i in (0, 1, 2, 60, 205, 206, 250)]
+
+
+def read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_writes_one_json_line_and_one_video_frame_per_frame(tmp_path, pipeline, demo_frames):
+    stats = RunStats()
+    outputs = Outputs(default_overlay(lambda: stats.fps), save=str(tmp_path / "o.mp4"), json_path=str(tmp_path / "o.jsonl"))
+    try:
+        run_loop(MemorySource(demo_frames), pipeline, outputs, stats)
+    finally:
+        outputs.close()
+    lines = read_lines(tmp_path / "o.jsonl")
+    assert [line["index"] for line in lines] == list(range(len(demo_frames)))
+    assert all(set(line) == {"index", "t_ms", "faces", "ms"} for line in lines)
+    assert all(set(line["ms"]) <= set(STAGES) and line["ms"]["total"] > 0 for line in lines)
+    assert "detect" in lines[0]["ms"]  # the first frame always runs the detector
+    summary = stats.summary()
+    assert summary["frames"] == len(demo_frames) and 0 < summary["detector_fraction"] <= 1
+    video = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == len(demo_frames)
+
+
+def test_max_frames_stops_early(pipeline, demo_frames):
+    stats = run_loop(MemorySource(demo_frames), pipeline, Outputs(None), RunStats(), max_frames=3)
+    assert stats.frames == 3
+
+
+class CrashingSource(MemorySource):
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in super().__iter__():
+            yield frame
+        raise RuntimeError("camera on fire")
+
+
+def test_json_lines_are_complete_when_the_loop_dies(tmp_path, pipeline, demo_frames):
+    outputs = Outputs(None, json_path=str(tmp_path / "o.jsonl"))
+    with pytest.raises(RuntimeError, match="on fire"):
+        run_loop(CrashingSource(demo_frames[:4]), pipeline, outputs, RunStats())
+    assert len(read_lines(tmp_path / "o.jsonl")) == 4  # read before close: every line already flushed
+    outputs.close()
+
+
+def test_face_json_record(tmp_path):
+    face = Face(7, TrackState.TRACKED, np.array([1, 2, 30, 40], np.float32), np.full((68, 2), 5.123, np.float32),
+                np.array([10.0, -5.0, 3.0], np.float32), 0.8765)
+    writer = JsonLinesWriter(str(tmp_path / "f.jsonl"))
+    writer.write(Frame(np.zeros((4, 4, 3), np.uint8), 3, 100.0), [face], {"total": 1.23456})
+    writer.close()
+    (line,) = read_lines(tmp_path / "f.jsonl")
+    (record,) = line["faces"]
+    assert record["id"] == 7 and record["state"] == "tracked" and record["score"] == 0.8765
+    assert record["box"] == [1, 2, 30, 40] and record["pose"] == [10, -5, 3]
+    assert len(record["landmarks"]) == 68 and record["landmarks"][0] == [5.12, 5.12]
+    assert line["ms"] == {"total": 1.235}
+
+
+def test_overlay_draws_on_a_copy():
+    image = np.zeros((120, 160, 3), np.uint8)
+    face = Face(1, TrackState.DETECTED, np.array([40, 30, 100, 90], np.float32),
+                np.random.default_rng(0).uniform(45, 95, (68, 2)).astype(np.float32), np.array([20, 10, 5], np.float32), 0.9)
+    scene = default_overlay(lambda: 99.0).annotate(image, [face])
+    assert not image.any() and scene.any()
+    assert scene[30:91, 40].any()  # the box's left edge
+
+
+def test_missing_model_is_a_one_line_model_error(tmp_path):
+    config = CPU.with_overrides({"models.atpn": str(tmp_path / "nope.onnx")})
+    with ExitStack() as stack, pytest.raises(ModelError, match="nope.onnx: model file not found") as err:
+        open_pipeline(config, stack)
+    assert "\n" not in str(err.value)
