@@ -131,3 +131,126 @@ def test_synthetic_sequences_are_deterministic_and_seed_dependent():
     a, b, c = (list(make_sequence(still, pts, seed=s, config=config)) for s in (5, 5, 6))
     assert all(np.array_equal(x.image, y.image) and np.array_equal(x.landmarks, y.landmarks) for x, y in zip(a, b))
     assert not np.allclose(a[-1].landmarks, c[-1].landmarks)
+
+
+# --- the commands end to end, on the astronaut photo with a hand-made .pts ---------------------------
+
+ASTRONAUT_EYES = ((205.0, 102.0), (246.0, 104.0))  # eye centres read off the photo by hand (px)
+
+
+def schematic_face(right_eye: tuple, left_eye: tuple) -> np.ndarray:
+    """68 points in the 300-W order on a drawn face: units of half the eye distance, eye line along x."""
+    t = np.linspace(np.pi, 0, 17)
+    jaw = np.stack([1.9 * np.cos(t), 0.2 + 3.5 * np.sin(t)], 1)
+    brow = np.stack([np.linspace(-1.7, -0.3, 5), [-0.6, -0.8, -0.85, -0.8, -0.7]], 1)
+    nose = np.array([[0, -0.3], [0, 0.15], [0, 0.6], [0, 1.0], [-0.5, 1.3], [-0.25, 1.4], [0, 1.45],
+                     [0.25, 1.4], [0.5, 1.3]])
+    eye = np.array([[-1.45, 0], [-1.15, -0.2], [-0.85, -0.2], [-0.55, 0], [-0.85, 0.2], [-1.15, 0.2]])
+    other_eye = eye[[3, 2, 1, 0, 5, 4]] * (-1, 1)
+    a = np.linspace(np.pi, -np.pi, 12, endpoint=False)
+    mouth = np.stack([0.9 * np.cos(a), 2.1 - 0.35 * np.sin(a)], 1)
+    b = np.linspace(np.pi, -np.pi, 8, endpoint=False)
+    inner = np.stack([0.6 * np.cos(b), 2.1 - 0.1 * np.sin(b)], 1)
+    unit = np.concatenate([jaw, brow, brow[::-1] * (-1, 1), nose, eye, other_eye, mouth, inner])
+    r, l = np.asarray(right_eye, float), np.asarray(left_eye, float)
+    half = (l - r) / 2
+    rot = np.array([[half[0], -half[1]], [half[1], half[0]]])  # unit x -> half the eye line
+    return unit @ rot.T + (r + l) / 2
+
+
+def write_pts(path, points: np.ndarray) -> None:
+    body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in points)
+    path.write_text(f"version: 1\nn_points: {len(points)}\n{{\n{body}\n}}\n")
+
+
+@pytest.fixture
+def astronaut_folder(tmp_path, astronaut_bgr):
+    import cv2
+
+    from conftest import model_path
+
+    model_path("atpn68.onnx"), model_path("blazeface_short.onnx")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "astronaut.png"), astronaut_bgr)
+    write_pts(folder / "astronaut.pts", schematic_face(*ASTRONAUT_EYES))
+    return folder
+
+
+def test_schematic_face_has_its_eyes_where_asked():
+    from edge.pipeline.crop import eye_centers
+
+    pts = schematic_face((10.0, 20.0), (30.0, 24.0))
+    right, left = eye_centers(pts)
+    assert np.allclose(right, (10, 20)) and np.allclose(left, (30, 24))
+    assert metrics.interocular(pts) == pytest.approx(1.45 * np.hypot(20, 4))
+
+
+@pytest.mark.parametrize("boxes", ["detector", "labels"])
+def test_landmarks_command_writes_csv_json_and_ced(astronaut_folder, tmp_path, boxes):
+    import csv
+    import json
+
+    import cv2
+
+    from edge.eval.__main__ import main
+
+    out = tmp_path / "out"
+    assert main(["landmarks", "--images", str(astronaut_folder), "--boxes", boxes, "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "landmarks.csv")))
+    summary = json.load(open(out / "landmarks.json"))
+    assert [r["image"] for r in rows] == ["astronaut.png"] and rows[0]["found"] == "True"
+    assert (summary["faces"], summary["found"], summary["boxes"]) == (1, 1, boxes)
+    assert 0 < float(rows[0]["nme"]) == pytest.approx(summary["nme_mean"], rel=1e-5)
+    if boxes == "detector":
+        assert float(rows[0]["detector_iou"]) > 0.5  # the hand-made labels sit on the detected face
+    plot = cv2.imread(str(out / "ced.png"))
+    assert plot is not None and plot.shape[2] == 3 and (plot < 128).any()
+
+
+def test_pose_command_against_teacher_labels(astronaut_folder, tmp_path):
+    import json
+
+    from edge.eval.__main__ import main
+    from edge.train.datasets import write_teacher_npz
+
+    teacher = tmp_path / "teacher.npz"
+    pts = schematic_face(*ASTRONAUT_EYES)
+    write_teacher_npz(str(teacher), str(astronaut_folder), ["astronaut.png"], pts[None], np.array([[0.0, 0.0, 3.0]]),
+                      np.array([True]))
+    out = tmp_path / "out"
+    assert main(["pose", "--teacher", str(teacher), "--boxes", "labels", "--out", str(out)]) == 0
+    summary = json.load(open(out / "pose.json"))
+    assert summary["faces"] == 1 and summary["mean_mae"] == pytest.approx(
+        np.mean([summary["yaw_mae"], summary["pitch_mae"], summary["roll_mae"]]))
+
+
+def test_tracking_command_runs_the_tracker_on_a_short_sequence(astronaut_folder, tmp_path):
+    import csv
+    import json
+
+    from edge.eval.__main__ import main
+
+    out = tmp_path / "out"
+    assert main(["tracking", "--images", str(astronaut_folder), "--sequences", "1", "--frames", "12",
+                 "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "tracking.csv")))
+    summary = json.load(open(out / "tracking.json"))
+    assert len(rows) == 12 and summary["frames"] == 12 and summary["stills"] == ["astronaut.png"]
+    assert rows[0]["detector"] == "True", "the first frame has no track: the detector must run"
+    assert 0 < summary["detector_fraction"] <= 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["landmarks", "--images", "/no/such/folder"], "not a folder"),
+    (["landmarks", "--images", "{empty}"], "no .pts files"),
+    (["pose", "--teacher", "/no/such/teacher.npz"], "teacher labels not found"),
+    (["tracking", "--images", "{empty}", "--frames", "1"], "--frames must be >= 2"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    from edge.eval.__main__ import main
+
+    argv = [a.replace("{empty}", str(tmp_path)) for a in argv]
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err

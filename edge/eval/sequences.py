@@ -25,7 +25,7 @@ class SequenceConfig:
     max_roll_deg: float = 35.0
     max_blur_sigma: float = 2.5
     key_every: int = 25  # frames between random key poses: ~1 s of motion at 25-30 fps
-    exit_frames: int = 40  # the face is off-frame (or on its way) this long once per sequence; 0: never
+    exit_frames: int = 30  # the face is off-frame (or on its way) this long once per sequence; 0: never
 
     def __post_init__(self) -> None:
         if self.frames < 2 or self.key_every < 1:
@@ -46,6 +46,11 @@ class SyntheticFrame:
     @property
     def visible(self) -> bool:
         return self.in_frame == 1.0
+
+
+def config_for_length(frames: int) -> SequenceConfig:
+    """The default motion for `frames` frames; short sequences get a proportionally short exit."""
+    return SequenceConfig(frames=frames, exit_frames=min(SequenceConfig.exit_frames, frames // 4))
 
 
 def make_sequence(still_bgr: np.ndarray, landmarks: np.ndarray, seed: int,

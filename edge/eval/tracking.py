@@ -4,7 +4,8 @@ A frame counts as tracked when the face is fully in view and one reported face's
 overlaps the true one by IoU >= 0.5 (the usual single-object tracking success criterion), so a
 track that drifted onto the background is not a success. NME is averaged over tracked frames;
 FR@10 and AUC@10 over all visible frames, an untracked one counting as a failure. The detector
-fraction is over every frame, since re-detecting while the face is away is also a cost.
+fraction is given over every frame (searching while the face is away is a cost too, and the
+tracker must search then) and over the visible frames (re-detections caused by lost tracks).
 """
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ def summarize(rows: List[Row]) -> Dict[str, Any]:
         "visible_frames": len(visible),
         "tracked_fraction": len(tracked) / len(visible) if visible else math.nan,
         "detector_fraction": float(np.mean([r["detector"] for r in rows])),
+        "detector_fraction_visible": float(np.mean([r["detector"] for r in visible])) if visible else math.nan,
         "nme_tracked_mean": float(np.mean([r["nme"] for r in tracked])) if tracked else math.nan,
     }
     if visible:
