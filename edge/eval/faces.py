@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
+from edge.errors import DatasetError
+from edge.eval.report import progress
 from edge.pipeline.aligner import Aligner
 from edge.pipeline.crop import CropBox, crop_from_landmarks
 from edge.pipeline.detector import FaceDetector, crop_for_detection
 from edge.pipeline.tracker import bounds, iou
+from edge.train.datasets import FaceRecord
 
 BOX_MODES = ("detector", "labels")
 MATCH_IOU = 0.3  # detection vs landmark box: the two box conventions differ, a wrong face scores ~0
@@ -75,3 +79,19 @@ class FaceFinder:
             crop = crop_from_landmarks(result.landmarks_px[0], self.aligner.spec.crop_scale)
             result = self.aligner(image_bgr, [crop])
         return Aligned(result.landmarks_px[0], result.pose_deg[0], float(result.track[0]))
+
+
+def measure(records: Sequence[FaceRecord], finder: FaceFinder, desc: str
+            ) -> Iterator[Tuple[FaceRecord, Located, Optional[Aligned]]]:
+    """Each labelled face located and aligned (None when the detector missed it), with a progress bar."""
+    for record in progress(records, desc, "face"):
+        image = read_image(record.image_path)
+        located = finder.locate(image, record.landmarks)
+        yield record, located, None if located.crop is None else finder.align(image, located.crop)
+
+
+def read_image(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: cannot read as an image; is the file complete?")
+    return image

@@ -6,40 +6,26 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from edge.errors import DatasetError
 from edge.eval import metrics
-from edge.eval.faces import FaceFinder
+from edge.eval.faces import FaceFinder, measure
 from edge.eval.plot import write_ced
-from edge.eval.report import progress, write_csv, write_json
+from edge.eval.report import write_csv, write_json
 from edge.train.datasets import FaceRecord, load_teacher_arrays
 
 Row = Dict[str, Any]
 
 
-def read_image(path: str) -> np.ndarray:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: cannot read as an image; is the file complete?")
-    return image
-
-
 def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> List[Row]:
     """One row per labelled face: where the crop came from and the NME (inf when not found)."""
     rows = []
-    for record in progress(records, "landmarks", "face"):
-        image = read_image(record.image_path)
-        located = finder.locate(image, record.landmarks)
-        row: Row = {"image": os.path.basename(record.image_path), "found": located.crop is not None,
-                    "detector_score": located.detector_score, "detector_iou": located.detector_iou,
-                    "nme": math.inf, "track_score": math.nan}
-        if located.crop is not None:
-            aligned = finder.align(image, located.crop)
-            row["nme"] = float(metrics.nme(aligned.landmarks_px, record.landmarks))
-            row["track_score"] = aligned.track
-        rows.append(row)
+    for record, located, aligned in measure(records, finder, "landmarks"):
+        rows.append({"image": os.path.basename(record.image_path), "found": aligned is not None,
+                     "detector_score": located.detector_score, "detector_iou": located.detector_iou,
+                     "nme": math.inf if aligned is None else float(metrics.nme(aligned.landmarks_px, record.landmarks)),
+                     "track_score": math.nan if aligned is None else aligned.track})
     return rows
 
 

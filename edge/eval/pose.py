@@ -9,9 +9,8 @@ import numpy as np
 
 from edge.errors import DatasetError
 from edge.eval import metrics
-from edge.eval.faces import FaceFinder
-from edge.eval.landmarks import read_image
-from edge.eval.report import progress, write_csv, write_json
+from edge.eval.faces import FaceFinder, measure
+from edge.eval.report import write_csv, write_json
 from edge.train.datasets import FaceRecord, read_teacher_npz
 
 Row = Dict[str, Any]
@@ -30,16 +29,13 @@ def teacher_records(npz_path: str, image_root: Optional[str], limit: int) -> Lis
 
 
 def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> List[Row]:
+    """One row per face: teacher and predicted angles and their wrapped errors (NaN when not found)."""
     rows = []
-    for record in progress(records, "pose", "face"):
-        image = read_image(record.image_path)
-        located = finder.locate(image, record.landmarks)
-        row: Row = {"image": os.path.basename(record.image_path), "found": located.crop is not None,
+    for record, located, aligned in measure(records, finder, "pose"):
+        row: Row = {"image": os.path.basename(record.image_path), "found": aligned is not None,
                     "detector_score": located.detector_score}
         truth = np.asarray(record.pose_deg, dtype=np.float64)
-        pred = np.full(3, np.nan)
-        if located.crop is not None:
-            pred = finder.align(image, located.crop).pose_deg.astype(np.float64)
+        pred = np.full(3, np.nan) if aligned is None else aligned.pose_deg.astype(np.float64)
         err = metrics.angle_error_deg(pred, truth)
         for i, name in enumerate(metrics.POSE_ANGLES):
             row.update({f"{name}_teacher": float(truth[i]), f"{name}_pred": float(pred[i]), f"{name}_err": float(err[i])})

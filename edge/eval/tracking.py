@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from edge.eval import metrics
-from edge.eval.landmarks import read_image
+from edge.eval.faces import read_image
 from edge.eval.report import progress, write_csv, write_json
 from edge.eval.sequences import SequenceConfig, make_sequence
 from edge.pipeline.detector import Detections
