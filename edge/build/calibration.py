@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.build.calibration_set import write_calibration_set
 from edge.build.options import utc_now
-from edge.config import DetectorConfig, ModelsConfig
+from edge.config import ModelsConfig
 from edge.errors import CalibrationError, EdgeError
 from edge.model.spec import ModelSpec
 
@@ -39,9 +39,9 @@ def atpn_spec(onnx_path: str) -> ModelSpec:
         return spec_of(engine)
 
 
-def collect_crops(source_uri: str, detector_path: str, spec: ModelSpec, max_crops: int, every: int,
-                  crop_scale: float) -> Tuple[np.ndarray, int, int]:
-    """Detected faces of every `every`-th frame, warped like the runtime; stops at max_crops."""
+def collect_crops(source_uri: str, detector_path: str, spec: ModelSpec, max_crops: int,
+                  every: int) -> Tuple[np.ndarray, int, int]:
+    """Detected faces of every `every`-th frame, placed and warped as the tracker does; stops at max_crops."""
     from tqdm import tqdm
 
     from edge.pipeline.crop import warp_crops
@@ -59,7 +59,7 @@ def collect_crops(source_uri: str, detector_path: str, spec: ModelSpec, max_crop
                 continue
             frames += 1
             dets = detector.detect(frame.image)
-            boxes = [crop_for_detection(box, kps, crop_scale) for box, kps in zip(dets.boxes_xyxy, dets.keypoints)]
+            boxes = [crop_for_detection(box, kps, spec.crop_scale, detector.variant) for box, kps in zip(dets.boxes_xyxy, dets.keypoints)]
             if not boxes:
                 empty += 1
                 continue
@@ -77,14 +77,13 @@ def collect_crops(source_uri: str, detector_path: str, spec: ModelSpec, max_crop
 
 
 def make_calibration_set(source_uri: str, out: str, atpn_onnx: str, detector_path: str, max_crops: int = 500,
-                         every: int = 1, crop_scale: float = DetectorConfig.crop_scale) -> CropReport:
+                         every: int = 1) -> CropReport:
     if max_crops < 1 or every < 1:
         raise CalibrationError(f"--max-crops and --every must be >= 1, got {max_crops} and {every}")
     spec = atpn_spec(atpn_onnx)
-    crops, frames, empty = collect_crops(source_uri, detector_path, spec, max_crops, every, crop_scale)
+    crops, frames, empty = collect_crops(source_uri, detector_path, spec, max_crops, every)
     manifest = {
-        "source": source_uri, "atpn_onnx": atpn_onnx, "detector": detector_path, "crop_scale": crop_scale,
-        "every": every, "spec": asdict(spec), "created_utc": utc_now(),
+        "source": source_uri, "atpn_onnx": atpn_onnx, "detector": detector_path, "every": every, "spec": asdict(spec), "created_utc": utc_now(),
     }
     shards = write_calibration_set(out, crops, manifest)
     return CropReport(len(crops), frames, empty, shards)
@@ -100,12 +99,9 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--every", type=int, default=1, help="use every N-th frame, for variety (default: %(default)s)")
     ap.add_argument("--onnx", default=models.path("atpn"), help="ATPN model the crops are cut for (default: %(default)s)")
     ap.add_argument("--detector", default=models.path("detector"), help="face detector ONNX (default: %(default)s)")
-    ap.add_argument("--crop-scale", type=float, default=DetectorConfig.crop_scale,
-                    help="detector box -> ATPN crop, as the runtime (default: %(default)s)")
     args = ap.parse_args(argv)
     try:
-        report = make_calibration_set(args.input, args.out, args.onnx, args.detector, args.max_crops, args.every,
-                                      args.crop_scale)
+        report = make_calibration_set(args.input, args.out, args.onnx, args.detector, args.max_crops, args.every)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
