@@ -27,7 +27,7 @@ def _require(ok: bool, key: str, expected: str, value: object) -> None:
 @dataclass(frozen=True)
 class ModelsConfig:
     atpn: str = "models/atpn68.onnx"
-    detector: str = "models/blazeface_short.onnx"
+    detector: str = "models/blazeface_full.onnx"
 
     def path(self, name: str) -> str:
         p = Path(getattr(self, name))
@@ -46,10 +46,11 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    score_threshold: float = 0.5
+    score_threshold: Optional[float] = None  # None: MediaPipe's for the model (short 0.5, full 0.6)
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.score_threshold < 1.0, "detector.score_threshold", "in (0, 1)", self.score_threshold)
+        _require(self.score_threshold is None or 0.0 < self.score_threshold < 1.0, "detector.score_threshold",
+                 "in (0, 1), or null for the model's default", self.score_threshold)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ class Config:
 
 
 _TYPES: Dict[str, Tuple[type, ...]] = {"str": (str,), "Optional[str]": (str, type(None)), "int": (int,),
-                                       "float": (float, int), "bool": (bool,)}
+                                       "float": (float, int), "Optional[float]": (float, int, type(None)),
+                                       "bool": (bool,)}
 
 
 def config_from_dict(data: Any, where: str = "config") -> Config:
@@ -159,7 +161,7 @@ def _checked_value(key: str, type_name: str, value: Any) -> Any:
         raise ConfigError(f"{key} must be {type_name}, got the boolean {value!r}")
     if not isinstance(value, expected):
         raise ConfigError(f"{key} must be {type_name}, got {value!r} ({type(value).__name__})")
-    return float(value) if type_name == "float" else value
+    return float(value) if "float" in type_name and value is not None else value
 
 
 def read_yaml(path: Path) -> Any:

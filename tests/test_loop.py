@@ -27,7 +27,7 @@ CPU = Config().with_overrides({"runtime.threads": 1})
 @pytest.fixture(scope="module")
 def pipeline():
     model_path("atpn68.onnx")
-    model_path("blazeface_short.onnx")
+    model_path("blazeface_full.onnx")
     with ExitStack() as stack:
         yield open_pipeline(CPU, stack)
 

@@ -55,7 +55,7 @@ def test_missing_model_exits_2_with_one_line(tmp_path, clip):
 
 def test_video_file_run_prints_the_summary_and_writes_outputs(tmp_path, clip):
     model_path("atpn68.onnx")
-    model_path("blazeface_short.onnx")
+    model_path("blazeface_full.onnx")
     out = tmp_path / "out"
     result = run_cli("--input", str(clip), "--display", "off", "--json", str(out / "r.jsonl"),
                      "--save", str(out / "r.mp4"), "--threads", "1")

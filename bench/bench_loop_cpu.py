@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""End-to-end camera-loop speed on the CPU, on the Hamilton clip, against MediaPipe Face Mesh.
+
+All frames are decoded first; each of `--runs` runs then pushes them through detector + ATPN +
+tracker (no drawing, no files) with a fresh tracker. Reported: the median run's FPS and its
+per-stage p50/p90/p99, frames with a face, the detector's share of frames, peak RSS. The MediaPipe
+peer (../shared/peers/bench_mediapipe.py) runs in the same go with its own venv's python when one
+exists (/tmp/peer-venv, /work/teacher-venv); the ratio of the two FPS is the figure to quote, since
+this machine is noisy. Results: stdout and `--out` (JSON).
+Targets (2-core x86): >= 300 FPS, a face on >= 95 % of frames, peak RSS <= 600 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from edge.config import load_config  # noqa: E402
+from edge.errors import EdgeError  # noqa: E402
+from edge.pipeline.app import open_pipeline  # noqa: E402
+from edge.pipeline.loop import run_loop  # noqa: E402
+from edge.pipeline.outputs import Outputs  # noqa: E402
+from edge.pipeline.sources import MemorySource, VideoFileSource  # noqa: E402
+from edge.pipeline.stats import RunStats  # noqa: E402
+
+CLIP = ROOT.parent / "shared" / "data" / "clips" / "hamilton_640x360.mp4"
+PEER = ROOT.parent / "shared" / "peers" / "bench_mediapipe.py"
+PEER_PYTHONS = ("/tmp/peer-venv/bin/python", "/work/teacher-venv/bin/python")
+TARGETS = {"fps": 300.0, "face_fraction": 0.95, "peak_rss_mb": 600.0}
+
+
+def time_ours(clip: Path, config_path: Optional[str], threads: int, runs: int) -> Dict[str, object]:
+    with VideoFileSource(str(clip)) as source:
+        images = [frame.image for frame in source]
+    config = load_config(config_path).with_overrides({"runtime.threads": threads})
+    results = []
+    with ExitStack() as stack:
+        pipeline = open_pipeline(config, stack)
+        for _ in range(runs):
+            pipeline.tracker.reset()
+            stats = RunStats()
+            start = time.perf_counter()
+            run_loop(MemorySource(images), pipeline, Outputs(None), stats)
+            wall = time.perf_counter() - start
+            summary = stats.summary()
+            summary["wall_fps"] = len(images) / wall
+            results.append(summary)
+            print(f"  ours: {summary['wall_fps']:.1f} FPS, face on {summary['frames_with_face']}/{len(images)}, "
+                  f"detector on {100 * float(summary['detector_fraction']):.1f} %", flush=True)
+    median = sorted(results, key=lambda r: r["wall_fps"])[len(results) // 2]
+    return {"frames": len(images), "threads": threads, "backend": config.runtime.backend,
+            "fps_runs": [r["wall_fps"] for r in results], "median_run": median,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def time_peer(clip: Path, runs: int) -> Optional[Dict[str, object]]:
+    """MediaPipe Face Mesh through the peer script, or None (with a message) where it cannot run."""
+    python = next((p for p in PEER_PYTHONS if _has_mediapipe(p)), None)
+    if python is None or not PEER.is_file():
+        print(f"  peer skipped: no python with mediapipe in {', '.join(PEER_PYTHONS)} (make one with "
+              f"{PEER.parent / 'setup_peer_venv.sh'}) or {PEER} missing", flush=True)
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "peer.json"
+        proc = subprocess.run([python, str(PEER), "--clip", str(clip), "--runs", str(runs), "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+        if proc.returncode != 0 or not out.is_file():
+            print(f"  peer failed (exit {proc.returncode}): {proc.stdout.strip().splitlines()[-1:]}", flush=True)
+            return None
+        report = json.loads(out.read_text())
+    summary = report["summary"]["proc_only_median"]
+    print(f"  MediaPipe Face Mesh: {summary['fps']:.1f} FPS, landmarks on {summary['frames_with_landmarks']:.0f}"
+          f"/{report['n_frames']}", flush=True)
+    return {"python": python, "frames": report["n_frames"], "proc_only_median": summary,
+            "decode_included_median": report["summary"]["decode_included_median"]}
+
+
+def _has_mediapipe(python: str) -> bool:
+    if not os.access(python, os.X_OK):
+        return False
+    return subprocess.run([python, "-c", "import mediapipe"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def verdict(ours: Dict[str, object]) -> Dict[str, bool]:
+    run = ours["median_run"]  # type: ignore[index]
+    face_fraction = run["frames_with_face"] / run["frames"]  # type: ignore[index]
+    return {"fps": run["wall_fps"] >= TARGETS["fps"], "face_fraction": face_fraction >= TARGETS["face_fraction"],  # type: ignore[index]
+            "peak_rss_mb": float(ours["peak_rss_mb"]) <= TARGETS["peak_rss_mb"]}  # type: ignore[arg-type]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clip", default=str(CLIP))
+    ap.add_argument("--config", help="YAML config (default configs/cpu.yaml)")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per model")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-peer", action="store_true", help="skip MediaPipe")
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench_loop_cpu.json"))
+    args = ap.parse_args(argv)
+    clip = Path(args.clip)
+    if not clip.is_file():
+        print(f"skipped: {clip} is absent (development data in ../shared/data)", file=sys.stderr)
+        return 0
+    try:
+        print(f"ATPN Edge loop on {clip.name}, {args.runs} runs:", flush=True)
+        ours = time_ours(clip, args.config, args.threads, args.runs)
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    peer = None if args.no_peer else time_peer(clip, args.runs)
+    run = ours["median_run"]
+    ratio = run["wall_fps"] / peer["proc_only_median"]["fps"] if peer else None  # type: ignore[index]
+    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu_count": os.cpu_count(), "loadavg_end": os.getloadavg(),
+              "opencv": cv2.__version__, "clip": str(clip), "ours": ours, "peer_mediapipe": peer,
+              "fps_ratio_ours_over_mediapipe": ratio, "targets": TARGETS, "meets": verdict(ours)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"median run: {run['wall_fps']:.1f} FPS end-to-end after decode, face on {run['frames_with_face']}"  # type: ignore[index]
+          f"/{run['frames']} frames, detector on {100 * run['detector_fraction']:.1f} %, "  # type: ignore[index]
+          f"peak RSS {ours['peak_rss_mb']:.0f} MB")
+    for name, row in run["stages_ms"].items():  # type: ignore[index]
+        print(f"  {name:<10} p50 {row['p50']:7.2f}  p90 {row['p90']:7.2f}  p99 {row['p99']:7.2f} ms")
+    if ratio is not None:
+        print(f"ours / MediaPipe Face Mesh FPS: {ratio:.2f}")
+    print(f"targets met: {report['meets']}  -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
