@@ -45,7 +45,7 @@ VARIANTS = (Variant("short", FACE_SHORT_TFLITE, "blazeface_short.onnx"),
 
 _NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
 _ACTIVATIONS = {0: None, 1: "Relu", 3: "Relu6"}
-_SAME, _VALID = 0, 1
+_VALID = 1  # tflite Padding: SAME = 0, VALID = 1
 
 
 def face_detectors(models_dir: Path) -> str:
