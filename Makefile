@@ -34,6 +34,7 @@ demo: models
 
 bench: models
 	$(VPY) bench/bench_atpn_cpu.py
+	$(VPY) bench/bench_loop_cpu.py
 
 clean:
 	rm -rf $(VENV) $(MODELS) out

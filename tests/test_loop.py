@@ -107,3 +107,16 @@ def test_missing_model_is_a_one_line_model_error(tmp_path):
     with ExitStack() as stack, pytest.raises(ModelError, match="nope.onnx: model file not found") as err:
         open_pipeline(config, stack)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("pose, axis, component, sign", [
+    ((30, 0, 0), 2, 0, 1),  # yaw > 0: the nose turns toward the image's right
+    ((0, 30, 0), 2, 1, -1),  # pitch > 0: the nose goes up (y down)
+    ((0, 0, 30), 0, 1, 1),  # roll > 0: the eye line tilts down to the right, as its angle in the image
+])
+def test_pose_axes_follow_the_readme_convention(pose, axis, component, sign):
+    from edge.pipeline.render import pose_axes
+
+    frontal = pose_axes(np.zeros(3), 1.0)
+    assert np.allclose(frontal[0], [1, 0]) and np.allclose(frontal[1], [0, 1]) and np.allclose(frontal[2], [0, 0])
+    assert sign * pose_axes(np.array(pose, float), 1.0)[axis][component] == pytest.approx(0.5)

@@ -35,11 +35,7 @@ class LandmarksAnnotator:
 
 
 class PoseAxisAnnotator:
-    """x (red), y (green) and z (blue, out of the face) axes at the face centre, half a box long.
-
-    Hopenet / 300W-LP convention: yaw turns about the vertical, pitch about the horizontal, roll in
-    the image plane (positive = clockwise on screen).
-    """
+    """The head's x (red), y (green) and forward (blue) axes at the face centre, half a box long."""
 
     def annotate(self, image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         for face in faces:
@@ -89,15 +85,18 @@ def default_overlay(fps: Callable[[], float]) -> Overlay:
 
 
 def pose_axes(pose_ypr_deg: np.ndarray, length: float) -> List[np.ndarray]:
-    """Image-plane tips (dx, dy) of the head's x, y and z axes for yaw, pitch, roll in degrees."""
+    """Image-plane tips (dx, dy) of the head's x (toward its left ear), y (down) and forward (nose) axes.
+
+    The README's convention, in image axes (x right, y down): yaw > 0 turns the nose toward the
+    image's right, pitch > 0 lifts it, roll is the eye line's angle. Orthographic projection.
+    """
     yaw, pitch, roll = (math.radians(float(v)) for v in pose_ypr_deg)
-    yaw = -yaw
-    x = (math.cos(yaw) * math.cos(roll),
-         math.cos(pitch) * math.sin(roll) + math.cos(roll) * math.sin(pitch) * math.sin(yaw))
-    y = (-math.cos(yaw) * math.sin(roll),
-         math.cos(pitch) * math.cos(roll) - math.sin(pitch) * math.sin(yaw) * math.sin(roll))
-    z = (math.sin(yaw), -math.cos(yaw) * math.sin(pitch))
-    return [length * np.array(axis) for axis in (x, y, z)]
+    cy, sy, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    r_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
+    r_yaw = np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]])
+    r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    axes = r_roll @ r_yaw @ r_pitch @ np.diag([1.0, 1.0, -1.0])  # columns: x, y, forward (toward the camera)
+    return [length * axes[:2, i] for i in range(3)]
 
 
 def _pt(p: np.ndarray):
