@@ -53,7 +53,8 @@ def collect_crops(source_uri: str, detector_path: str, spec: ModelSpec, max_crop
     kept = frames = empty = 0
     with OnnxRuntimeEngine(detector_path, threads=1) as engine, open_source(source_uri) as source:
         detector = FaceDetector(engine)
-        bar = tqdm(total=max_crops, desc="calibration crops", unit="crop", file=sys.stderr, leave=False)
+        bar = tqdm(total=max_crops, desc="calibration crops", unit="crop", file=sys.stderr, leave=False,
+                   disable=not sys.stderr.isatty())
         for frame in source:
             if frame.index % every:
                 continue

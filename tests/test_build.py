@@ -1,0 +1,506 @@
+"""edge.build on the CPU: calibration set from real frames, Q/DQ model, sidecar, cache keys, options, bad input.
+
+TensorRT is never faked here: the only stand-ins are tiny attribute bags for the version shims
+(which flags and methods each TensorRT release has), which test our own branching.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, model_path
+from edge.build import trt_compat as compat
+from edge.build.accuracy import compare_outputs, run_onnx
+from edge.build.builder import default_engine_path, plan_build
+from edge.build.calibration import make_calibration_set
+from edge.build.calibration_set import CalibrationSet, write_calibration_set
+from edge.build.gpu import GpuInfo
+from edge.build.options import BatchProfile, BuildRequest, profile_shapes, request_from
+from edge.build.quantize import LANDMARK_OUTPUT, QUANT_METADATA_KEY, nodes_after, quantize_qdq
+from edge.build.sidecar import CacheKey, Sidecar, check_engine, file_sha256, reusable, write_sidecar
+from edge.errors import CalibrationError, ConfigError, EngineError, ModelError
+
+ORIN = GpuInfo("Orin", "8.7")
+PROFILE = {"crop": {"min": [1, 3, 112, 112], "opt": [4, 3, 112, 112], "max": [8, 3, 112, 112]}}
+# INT8 (Q/DQ, renderer and heads in float) against FP32 on held-out crops: the bound the tests hold it to.
+BOUND = {"landmarks_px": 1.5, "pose_deg": 2.0, "track": 0.03, "heatmap_max": 0.10}
+
+
+# ---------------------------------------------------------------- calibration set from real frames
+
+
+@pytest.fixture(scope="module")
+def clip_set(tmp_path_factory, hamilton_clip) -> CalibrationSet:
+    out = tmp_path_factory.mktemp("calib") / "clip"
+    report = make_calibration_set(str(hamilton_clip), str(out), str(model_path("atpn68.onnx")),
+                                  str(model_path("blazeface_short.onnx")), max_crops=24, every=10)
+    assert report.kept == 24 and report.frames >= 24
+    return CalibrationSet.open(str(out))
+
+
+@pytest.fixture(scope="module")
+def held_out_set(tmp_path_factory, astronaut_bgr) -> CalibrationSet:
+    """The astronaut turned and scaled a few ways: faces the quantizer never saw."""
+    import cv2
+
+    frames = tmp_path_factory.mktemp("astronaut_frames")
+    for i, (angle, scale) in enumerate([(0, 1.0), (-15, 0.8), (12, 1.2), (25, 0.9), (-30, 1.1), (5, 0.6)]):
+        m = cv2.getRotationMatrix2D((256, 256), angle, scale)
+        cv2.imwrite(str(frames / f"{i}.png"), cv2.warpAffine(astronaut_bgr, m, (512, 512), borderMode=cv2.BORDER_REFLECT))
+    out = tmp_path_factory.mktemp("calib") / "held_out"
+    make_calibration_set(str(frames), str(out), str(model_path("atpn68.onnx")), str(model_path("blazeface_short.onnx")))
+    return CalibrationSet.open(str(out))
+
+
+def test_calibration_crops_are_the_runtime_warp_of_detected_faces(clip_set, hamilton_clip):
+    from edge.pipeline.crop import warp_crops
+    from edge.pipeline.detector import FaceDetector, crop_for_detection
+    from edge.pipeline.sources import open_source
+    from edge.runtime.onnxrt import OnnxRuntimeEngine
+
+    assert clip_set.count == 24 and clip_set.crop_shape == (3, 112, 112)
+    assert clip_set.manifest["count"] == 24 and clip_set.manifest["spec"]["input_size"] == 112
+    detector = FaceDetector(OnnxRuntimeEngine(str(model_path("blazeface_short.onnx")), threads=1))
+    spec_scale = clip_set.manifest["spec"]["crop_scale"]
+    with open_source(str(hamilton_clip)) as source:
+        for frame in source:  # the first sampled frame with a face gave the first crop(s)
+            if frame.index % clip_set.manifest["every"]:
+                continue
+            dets = detector.detect(frame.image)
+            if len(dets):
+                boxes = [crop_for_detection(b, k, spec_scale, detector.variant) for b, k in
+                         zip(dets.boxes_xyxy, dets.keypoints)]
+                expected, _ = warp_crops(frame.image, boxes, replace_spec(clip_set))
+                break
+    first = next(clip_set.batches(len(expected)))
+    np.testing.assert_array_equal(first, expected)
+
+
+def replace_spec(calib: CalibrationSet):
+    from edge.model.spec import ModelSpec
+
+    return ModelSpec(**calib.manifest["spec"])
+
+
+def test_calibration_command_reports_crops_kept(tmp_path, hamilton_clip, capsys):
+    from edge.build.calibration import main
+
+    code = main(["--input", str(hamilton_clip), "--out", str(tmp_path / "set"), "--max-crops", "5", "--every", "30",
+                 "--onnx", str(model_path("atpn68.onnx")), "--detector", str(model_path("blazeface_short.onnx"))])
+    assert code == 0
+    assert "kept 5 face crops" in capsys.readouterr().out
+    assert CalibrationSet.open(str(tmp_path / "set")).count == 5
+
+
+def test_calibration_command_without_faces_fails_in_one_line(tmp_path, capsys):
+    import cv2
+
+    frames = tmp_path / "blank"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.full((240, 320, 3), 127, np.uint8))
+    from edge.build.calibration import main
+
+    code = main(["--input", str(frames), "--out", str(tmp_path / "set"), "--onnx", str(model_path("atpn68.onnx")),
+                 "--detector", str(model_path("blazeface_short.onnx"))])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: no face found in 1 frame(s)") and "\n" not in err
+
+
+# ---------------------------------------------------------------- Q/DQ model
+
+
+@pytest.fixture(scope="module")
+def qdq_model(tmp_path_factory, clip_set) -> Path:
+    out = tmp_path_factory.mktemp("qdq") / "atpn68.qdq.onnx"
+    quantize_qdq(str(model_path("atpn68.onnx")), clip_set.folder, str(out))
+    return out
+
+
+def test_qdq_model_is_valid_symmetric_per_channel_int8_with_float_heads(qdq_model):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(qdq_model))
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert "atpn_spec" in meta and json.loads(meta[QUANT_METADATA_KEY])["keep_float"] == "after-landmarks"
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q_nodes = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(q_nodes) > 40
+    zero_points = [inits[n.input[2]] for n in q_nodes if len(n.input) > 2]
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric int8
+    assert any(inits[n.input[1]].size > 1 for n in q_nodes if n.input[1] in inits)  # per-channel weight scales
+    assert not any(inits.get(n.input[0], np.zeros(0, np.int8)).dtype == np.int32 for n in q_nodes)  # float biases
+    float_part = set(nodes_after(model.graph, LANDMARK_OUTPUT))
+    by_name = {n.name: n for n in model.graph.node}
+    assert float_part and not any(by_name[name].op_type.endswith("QuantizeLinear") for name in float_part)
+
+
+def test_qdq_model_runs_in_onnxruntime_within_bound_of_fp32(qdq_model, held_out_set):
+    crops = held_out_set.all_crops()
+    ref = run_onnx(str(model_path("atpn68.onnx")), crops)
+    diff = compare_outputs(ref, run_onnx(str(qdq_model), crops), 112)
+    assert diff.crops == len(crops) >= 5
+    for name, bound in BOUND.items():
+        assert getattr(diff, name) <= bound, f"{name}: {diff.describe()}"
+
+
+def test_quantizer_refuses_a_quantized_model_and_a_mismatched_set(qdq_model, clip_set, tmp_path):
+    with pytest.raises(ModelError, match="already quantized"):
+        quantize_qdq(str(qdq_model), clip_set.folder, str(tmp_path / "x.onnx"))
+    small = tmp_path / "small"
+    write_calibration_set(str(small), np.zeros((4, 3, 96, 96), np.float32), {})
+    with pytest.raises(CalibrationError, match="crops are 3x96x96 but .* takes 3x112x112"):
+        quantize_qdq(str(model_path("atpn68.onnx")), str(small), str(tmp_path / "x.onnx"))
+
+
+# ---------------------------------------------------------------- calibration set files
+
+
+def test_calibration_set_batches_fingerprint_and_bad_folders(tmp_path):
+    folder = tmp_path / "set"
+    write_calibration_set(str(folder), np.arange(10 * 3 * 4 * 4, dtype=np.float32).reshape(10, 3, 4, 4), {"a": 1},
+                          shard_size=3)
+    calib = CalibrationSet.open(str(folder))
+    assert calib.count == 10 and len(calib.shards) == 4
+    assert [len(b) for b in calib.batches(4)] == [4, 4]
+    assert [len(b) for b in calib.batches(4, drop_last=False)] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(list(calib.batches(5))), calib.all_crops())
+    before = calib.fingerprint()
+    write_calibration_set(str(folder), np.zeros((9, 3, 4, 4), np.float32), {"a": 1})
+    assert CalibrationSet.open(str(folder)).fingerprint() != before
+    with pytest.raises(CalibrationError, match="calibration folder not found; make one with"):
+        CalibrationSet.open(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="holds no .npy crops"):
+        CalibrationSet.open(str(tmp_path / "empty"))
+    (tmp_path / "mixed").mkdir()
+    np.save(tmp_path / "mixed" / "a.npy", np.zeros((2, 3, 4, 4), np.float32))
+    np.save(tmp_path / "mixed" / "b.npy", np.zeros((2, 3, 5, 5), np.float32))
+    with pytest.raises(CalibrationError, match="crops of different shapes"):
+        CalibrationSet.open(str(tmp_path / "mixed"))
+    (tmp_path / "uint8").mkdir()
+    np.save(tmp_path / "uint8" / "a.npy", np.zeros((2, 3, 4, 4), np.uint8))
+    with pytest.raises(CalibrationError, match="expected float32 crops"):
+        CalibrationSet.open(str(tmp_path / "uint8"))
+
+
+# ---------------------------------------------------------------- options, profile, config
+
+
+@pytest.mark.parametrize("text, expected", [("1:4:8", (1, 4, 8)), ("4", (4, 4, 4)), (" 2:2:2 ", (2, 2, 2)),
+                                            ("1:1:16", (1, 1, 16))])
+def test_batch_profile_parses(text, expected):
+    p = BatchProfile.parse(text)
+    assert (p.min, p.opt, p.max) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0:1:2", "4:2:8", "1:2", "a:b:c", "1:2:3:4", "-1:2:3", "1.5:2:3", "1:8:4"])
+def test_batch_profile_rejects(text):
+    with pytest.raises(ConfigError, match="--batch must be MIN:OPT:MAX"):
+        BatchProfile.parse(text)
+
+
+def test_profile_shapes_cover_dynamic_batch_only():
+    shapes = profile_shapes({"crop": (None, 3, 112, 112), "static": (1, 3, 128, 128)}, BatchProfile(1, 4, 8))
+    assert shapes == PROFILE
+    with pytest.raises(ConfigError, match="dynamic axes besides the batch"):
+        profile_shapes({"image": (None, 3, None, None)}, BatchProfile(1, 1, 1))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"qdq": True}, "--qdq needs --int8"),
+    ({"int8": True}, "--int8 needs --calib DIR"),
+    ({"calib": "x"}, "--calib is used only with --int8"),
+    ({"int8": True, "qdq": True, "calib": "x"}, "--calib is used only with --int8 without --qdq"),
+    ({"workspace": 0}, "--workspace must be a positive"),
+    ({"batch": "8:4:1"}, "--batch must be"),
+])
+def test_build_request_rejects_bad_combinations(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        BuildRequest(onnx="m.onnx", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, precision", [({}, "fp32"), ({"fp16": True}, "fp16"),
+                                               ({"int8": True, "calib": "c"}, "int8"),
+                                               ({"int8": True, "calib": "c", "fp16": True}, "int8-fp16"),
+                                               ({"int8": True, "qdq": True}, "qdq")])
+def test_precision_labels_and_the_rebuild_command_round_trip(kwargs, precision):
+    import build_engine
+
+    request = BuildRequest(onnx="models/my model.onnx", workspace=512, timing_cache="t.cache", **kwargs)
+    assert request.precision == precision
+    args = vars(build_engine.parse_args(shlex.split(request.command())[2:]))
+    args.pop("config")
+    assert request_from(None, args) == replace(request, rebuild=True)
+
+
+def test_build_section_of_a_yaml_config(tmp_path):
+    cfg = tmp_path / "jetson.yaml"
+    cfg.write_text("models: {atpn: models/atpn68.onnx}\nbuild:\n  onnx: models/atpn68.onnx\n  fp16: true\n"
+                   "  batch: 1:2:4\n  workspace: 256\n")
+    request = request_from(str(cfg), {"batch": "1:4:8", "fp16": False})
+    assert (request.onnx, request.fp16, request.batch, request.workspace) == ("models/atpn68.onnx", True, "1:4:8", 256)
+    cfg.write_text("build:\n  fp61: true\n")
+    with pytest.raises(ConfigError, match="unknown key 'build.fp61'; valid keys: onnx, fp16"):
+        request_from(str(cfg), {})
+    cfg.write_text("build:\n  workspace: lots\n")
+    with pytest.raises(ConfigError, match="build.workspace must be int"):
+        request_from(str(cfg), {})
+    cfg.write_text("runtime: {backend: tensorrt}\n")
+    with pytest.raises(ConfigError, match="no 'build:' section"):
+        request_from(str(cfg), {})
+
+
+# ---------------------------------------------------------------- sidecar and cache key
+
+
+def make_key(**changes) -> CacheKey:
+    key = CacheKey(onnx_sha256="a" * 64, precision="fp16", profile=PROFILE, tensorrt="10.3.0", gpu=ORIN)
+    return replace(key, **changes)
+
+
+@pytest.mark.parametrize("changes, phrase", [
+    ({"tensorrt": "8.5.2"}, "TensorRT 8.5.2 built it, this is 10.3.0"),
+    ({"gpu": GpuInfo("Xavier", "7.2")}, "built for Xavier (compute 7.2), this is Orin (compute 8.7)"),
+    ({"onnx_sha256": "b" * 64}, "the ONNX changed"),
+    ({"precision": "fp32"}, "built as fp32, asked for fp16"),
+    ({"profile": {"crop": dict(PROFILE["crop"], max=[16, 3, 112, 112])}}, "built for profile"),
+    ({"calibration": "f00d"}, "the calibration set changed"),
+])
+def test_cache_key_names_the_first_difference(changes, phrase):
+    assert make_key().mismatch(make_key()) is None
+    assert phrase in make_key().mismatch(make_key(**changes))
+
+
+@pytest.fixture
+def engine_file(tmp_path) -> Path:
+    """Stand-in bytes for an engine: the sidecar logic reads only its size and sha256."""
+    path = tmp_path / "atpn68.fp16.trt10.3.0.orin-sm87.engine"
+    path.write_bytes(b"serialized engine bytes" * 100)
+    request = BuildRequest(onnx="models/atpn68.onnx", fp16=True, save_engine=str(path))
+    write_sidecar(str(path), Sidecar(key=make_key(), request=request, engine_bytes=path.stat().st_size,
+                                     engine_sha256=file_sha256(str(path)), build_flags=("FP16",),
+                                     onnx_metadata={"atpn_spec": "{}"}, built_utc="2025-01-01T00:00:00Z"))
+    return path
+
+
+def test_sidecar_round_trip_and_reuse(engine_file):
+    side = check_engine(str(engine_file), "10.3.0", ORIN)
+    assert side.key == make_key() and side.build_flags == ("FP16",) and side.onnx_metadata == {"atpn_spec": "{}"}
+    data = json.loads(Path(str(engine_file) + ".json").read_text())
+    assert data["tensorrt"] == "10.3.0" and data["gpu"] == {"name": "Orin", "compute_capability": "8.7"}
+    assert data["profile"] == PROFILE and data["command"].endswith("--rebuild")
+    assert reusable(str(engine_file), make_key()) is None
+    assert reusable(str(engine_file), make_key(precision="fp32")) == "built as fp16, asked for fp32"
+    assert reusable(str(engine_file) + ".missing", make_key()) == "no engine yet"
+
+
+@pytest.mark.parametrize("trt_version, gpu, phrase", [
+    ("8.6.2", ORIN, "built with TensorRT 10.3.0, this is TensorRT 8.6.2"),
+    ("10.3.0", GpuInfo("NVIDIA GeForce RTX 4090", "8.9"), "built for Orin (compute 8.7), this is NVIDIA GeForce"),
+])
+def test_loading_refuses_another_tensorrt_or_gpu_with_the_rebuild_command(engine_file, trt_version, gpu, phrase):
+    with pytest.raises(EngineError) as info:
+        check_engine(str(engine_file), trt_version, gpu)
+    message = str(info.value)
+    assert phrase in message and "\n" not in message
+    assert message.endswith(f"`python build_engine.py --onnx models/atpn68.onnx --fp16 --batch 1:4:8 --save-engine "
+                            f"{engine_file} --rebuild`")
+
+
+def test_loading_refuses_a_corrupt_engine_and_a_missing_or_broken_sidecar(engine_file):
+    engine_file.write_bytes(engine_file.read_bytes()[:-10] + b"0123456789")  # same size, other bytes
+    with pytest.raises(EngineError, match=r"corrupt or replaced\); rebuild it with `python build_engine.py"):
+        check_engine(str(engine_file), "10.3.0", ORIN)
+    Path(str(engine_file) + ".json").write_text("{not json")
+    with pytest.raises(EngineError, match="unreadable sidecar"):
+        check_engine(str(engine_file), "10.3.0", ORIN)
+    os.remove(str(engine_file) + ".json")
+    with pytest.raises(EngineError, match="no sidecar .* TensorRT version and GPU are unknown"):
+        check_engine(str(engine_file), "10.3.0", ORIN)
+    with pytest.raises(EngineError, match="engine not found"):
+        check_engine(str(engine_file) + ".nope", "10.3.0", ORIN)
+
+
+def test_default_engine_name_carries_model_precision_tensorrt_and_gpu():
+    path = default_engine_path("models/atpn68.onnx", "int8-fp16", "8.5.2", GpuInfo("NVIDIA Jetson Orin Nano", "8.7"))
+    assert Path(path).name == "atpn68.int8-fp16.trt8.5.2.jetson-orin-nano-sm87.engine"
+    assert Path(path).parent == ROOT / "engines"
+
+
+# ---------------------------------------------------------------- TensorRT version shims (our branching only)
+
+
+def fake_trt(version: str, fp16_flag: bool = True, calibrators: bool = True, pools: bool = True,
+             monitor: bool = True) -> SimpleNamespace:
+    config_cls = type("IBuilderConfig", (), dict(
+        {"int8_calibrator": None} if calibrators else {}, **({"set_memory_pool_limit": None} if pools else {}),
+        **({"progress_monitor": None} if monitor else {})))
+    flags = SimpleNamespace(**({"FP16": 1, "INT8": 2} if fp16_flag else {}))
+    extra = {"IInt8EntropyCalibrator2": object} if calibrators else {}
+    extra.update({"IProgressMonitor": object} if monitor else {})
+    return SimpleNamespace(__version__=version, BuilderFlag=flags, IBuilderConfig=config_cls,
+                           NetworkDefinitionCreationFlag=SimpleNamespace(EXPLICIT_BATCH=0),
+                           MemoryPoolType=SimpleNamespace(WORKSPACE="ws"), **extra)
+
+
+JETPACK5 = dict(version="8.5.2.2", monitor=False)
+JETPACK6 = dict(version="10.3.0")
+TRT11 = dict(version="11.0.0.5", fp16_flag=False, calibrators=False)
+
+
+@pytest.mark.parametrize("text, expected", [("8.5.2.2", (8, 5, 2)), ("10.3.0", (10, 3, 0)), ("11.0", (11, 0, 0)),
+                                            ("10.13.0.post12.dev1", (10, 13, 0))])
+def test_tensorrt_version_parses(text, expected):
+    v = compat.TrtVersion.parse(text)
+    assert (v.major, v.minor, v.patch) == expected
+    with pytest.raises(ValueError):
+        compat.TrtVersion.parse("unknown")
+
+
+@pytest.mark.parametrize("trt_kwargs, explicit_flag, strong_only, monitor", [
+    (JETPACK5, True, False, False), (JETPACK6, False, False, True), (TRT11, False, True, True)])
+def test_features_per_tensorrt_release(trt_kwargs, explicit_flag, strong_only, monitor):
+    f = compat.features_of(fake_trt(**trt_kwargs))
+    assert (f.needs_explicit_batch_flag, f.strongly_typed_only, f.progress_monitor) == (explicit_flag, strong_only,
+                                                                                         monitor)
+
+
+def test_network_flags_and_workspace_per_release():
+    calls = []
+    builder = SimpleNamespace(create_network=lambda flags: calls.append(flags))
+    for kwargs in (JETPACK5, JETPACK6):
+        trt = fake_trt(**kwargs)
+        compat.create_network(trt, builder, compat.features_of(trt))
+    assert calls == [1, 0]  # 1 << EXPLICIT_BATCH on 8.x, nothing on 10+
+    old = fake_trt("8.2.1", pools=False)
+    config = SimpleNamespace()
+    compat.set_workspace(old, config, compat.features_of(old), 256)
+    assert config.max_workspace_size == 256 << 20
+    limits = []
+    new_config = SimpleNamespace(set_memory_pool_limit=lambda pool, size: limits.append((pool, size)))
+    compat.set_workspace(fake_trt(**JETPACK6), new_config, compat.features_of(fake_trt(**JETPACK6)), 64)
+    assert limits == [("ws", 64 << 20)]
+
+
+def test_tensorrt_11_refuses_fp16_and_calibration_with_what_to_do():
+    f = compat.features_of(fake_trt(**TRT11))
+    with pytest.raises(EngineError, match="strongly typed networks only .* modelopt.onnx.autocast"):
+        compat.check_precision(f, fp16=True, int8=False, qdq=False)
+    with pytest.raises(EngineError, match="no INT8 calibrators: make a Q/DQ ONNX with `python -m edge.build.quantize"):
+        compat.check_precision(f, fp16=False, int8=True, qdq=False)
+    compat.check_precision(f, fp16=False, int8=True, qdq=True)  # explicit quantization builds everywhere
+    assert compat.set_precision(fake_trt(**TRT11), None, f, False, True) == ()
+
+
+def test_numpy_dtype_without_trt_nptype():
+    trt = SimpleNamespace(DataType=SimpleNamespace(FLOAT="f", HALF="h", INT8="i8", INT32="i32", BOOL="b"))
+    assert [compat.numpy_dtype(trt, t) for t in ("f", "h", "i8", "i32", "b")] == [
+        np.float32, np.float16, np.int8, np.int32, np.bool_]
+    with pytest.raises(EngineError, match="no numpy equivalent"):
+        compat.numpy_dtype(trt, "fp8")
+
+
+def test_progress_display_shows_top_phases_only():
+    out = io.StringIO()
+    display = compat.ProgressDisplay(out)
+    display.phase_start("Building engine", None, 3)
+    display.phase_start("Tactic timing", "Building engine", 10)
+    display.phase_start("Layer 17", "Tactic timing", 5)
+    assert display.step_complete("Layer 17", 0) is True
+    lines = out.getvalue().splitlines()
+    assert lines == ["[build] Building engine (3 steps)", "[build]   Tactic timing (10 steps)"]
+
+
+# ---------------------------------------------------------------- bad input, on a machine without a GPU
+
+
+def test_plan_rejects_bad_models_and_calibration_sets(tmp_path):
+    onnx = str(model_path("atpn68.onnx"))
+    with pytest.raises(ModelError, match="model file not found"):
+        plan_build(BuildRequest(onnx=str(tmp_path / "none.onnx")))
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is not a model")
+    with pytest.raises(ModelError, match="ONNX Runtime cannot load it"):
+        plan_build(BuildRequest(onnx=str(text)))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="holds no .npy crops"):
+        plan_build(BuildRequest(onnx=onnx, int8=True, calib=str(tmp_path / "empty")))
+    write_calibration_set(str(tmp_path / "small"), np.zeros((4, 3, 96, 96), np.float32), {})
+    with pytest.raises(CalibrationError, match="crops are 3x96x96 but .*'crop' takes 3x112x112"):
+        plan_build(BuildRequest(onnx=onnx, int8=True, calib=str(tmp_path / "small")))
+    with pytest.raises(ModelError, match="has no Q/DQ nodes"):
+        plan_build(BuildRequest(onnx=onnx, int8=True, qdq=True))
+    plan = plan_build(BuildRequest(onnx=onnx, batch="1:2:4"))
+    assert plan.profile["crop"]["max"] == [4, 3, 112, 112] and "atpn_spec" in plan.onnx.metadata
+
+
+def test_a_qdq_model_must_be_built_as_qdq(qdq_model):
+    with pytest.raises(ModelError, match="build it with --int8 --qdq"):
+        plan_build(BuildRequest(onnx=str(qdq_model), fp16=True))
+    assert plan_build(BuildRequest(onnx=str(qdq_model), int8=True, qdq=True)).onnx.has_qdq
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "build_engine.py"), *args], capture_output=True, text=True,
+                          cwd=str(ROOT), timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--onnx", "models/missing.onnx"], "error: models/missing.onnx: model file not found"),
+    (["--onnx", "README.md"], "error: README.md: ONNX Runtime cannot load it"),
+    (["--onnx", "models/atpn68.onnx", "--int8", "--calib", "calibration/does-not-exist"],
+     "error: calibration/does-not-exist: calibration folder not found"),
+    (["--onnx", "models/atpn68.onnx", "--batch", "8:1:1"], "error: --batch must be MIN:OPT:MAX"),
+    ([], "error: no model to build: pass --onnx"),
+])
+def test_build_engine_cli_exits_2_with_one_line(args, message):
+    model_path("atpn68.onnx")
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_without_tensorrt_the_cli_says_how_to_install_it():
+    model_path("atpn68.onnx")
+    result = run_cli("--onnx", "models/atpn68.onnx", "--fp16")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "TensorRT's Python package is not installed" in result.stderr
+    assert "sudo apt install python3-libnvinfer" in result.stderr and "pip install tensorrt" in result.stderr
+
+
+def test_without_a_cuda_driver_the_gpu_probe_says_so():
+    from edge.build.gpu import query_gpu
+    import ctypes.util
+
+    if ctypes.util.find_library("cuda"):
+        pytest.skip("a CUDA driver is installed here")
+    with pytest.raises(EngineError, match="no CUDA driver"):
+        query_gpu()
+
+
+def test_compare_outputs_measures_shifts():
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(0.2, 0.8, (5, 68, 2)).astype(np.float32)
+    lm[:, 36], lm[:, 45] = (0.3, 0.4), (0.7, 0.4)  # outer eye corners 0.4 crop apart
+    ref = {"landmarks": lm, "pose": np.zeros((5, 3)), "track": np.full((5, 1), 0.6), "heatmap": np.zeros((5, 1, 2, 2))}
+    same = compare_outputs(ref, ref, 112)
+    assert same.landmarks_px == 0 and same.nme_iod == 0 and same.nme_crops == 5
+    moved = dict(ref, landmarks=lm + np.array([0.01, 0.0], np.float32), pose=np.ones((5, 3)),
+                 track=np.full((5, 1), 0.4))
+    diff = compare_outputs(ref, moved, 112)
+    assert diff.landmarks_px == pytest.approx(1.12, abs=1e-4) and diff.nme_iod == pytest.approx(0.025, abs=1e-5)
+    assert diff.pose_deg == 1 and diff.track == pytest.approx(0.2) and diff.track_flips == 1
