@@ -1,0 +1,53 @@
+"""Checkpoints written atomically: a killed run never leaves a half-written file.
+
+A checkpoint holds `spec` (ModelSpec JSON) and `model` (state_dict) — what
+edge.model.atpn.load_checkpoint reads — plus optimizer, epoch, step and metrics for resuming.
+The exported model keeps only spec + model (what the repository ships).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Dict
+
+import torch
+
+from edge.errors import ModelError
+from edge.model.atpn import ATPN
+
+
+def save_atomic(obj: Dict[str, Any], path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".pt.tmp", dir=folder)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def model_state(model: ATPN) -> Dict[str, torch.Tensor]:
+    """The state_dict in plain contiguous layout (training runs channels-last)."""
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+
+
+def export_model(model: ATPN, path: str) -> None:
+    """spec + weights only: the small file the repository ships and load_checkpoint reads."""
+    save_atomic({"spec": model.spec.to_json(), "model": model_state(model)}, path)
+
+
+def load_training_state(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no checkpoint to resume from; give a last.pt written by edge.train")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(f"{path}: not a training checkpoint ({type(exc).__name__}: {exc})") from exc
+    missing = [k for k in ("spec", "model", "optimizer", "epoch", "step") if k not in ckpt]
+    if missing:
+        raise ModelError(f"{path}: lacks {missing}; resume needs a last.pt written by edge.train, not an export")
+    return ckpt

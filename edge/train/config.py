@@ -1,0 +1,132 @@
+"""Training settings: configs/train_*.yaml -> frozen dataclasses, every key checked like edge.config.
+
+Sections: data (where faces come from and how they mix), augment (crop jitter and photometric
+noise), loss (head weights), optim (schedule and CPU use), output (run folder and shipped weights).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from edge.config import _require, _section
+from edge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    helen_train: str = "../shared/data/helen/train"  # image + .pts folder: human landmarks
+    helen_test: str = "../shared/data/helen/test"  # validation (human landmarks, teacher pose)
+    utkface: str = "../shared/data/utkface"  # images the teacher labelled
+    teacher_dir: str = "cache/teacher"  # {helen_train,helen_test,utkface}.npz; missing files are skipped
+    helen_share: float = 0.6  # fraction of samples drawn from HELEN train when UTKFace labels exist
+    teacher_landmark_weight: float = 0.5  # teacher landmarks are noisier than human ones
+    samples_per_epoch: int = 4800
+    negative_fraction: float = 0.25  # crops the track head must reject
+    cache_helen: bool = True  # keep decoded HELEN images in memory (about 300 MB)
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.helen_share <= 1.0, "data.helen_share", "in (0, 1]", self.helen_share)
+        _require(self.teacher_landmark_weight >= 0.0, "data.teacher_landmark_weight", ">= 0", self.teacher_landmark_weight)
+        _require(self.samples_per_epoch >= 1, "data.samples_per_epoch", ">= 1", self.samples_per_epoch)
+        _require(0.0 <= self.negative_fraction < 1.0, "data.negative_fraction", "in [0, 1)", self.negative_fraction)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    shift: float = 0.08  # crop centre jitter, fraction of the crop side (uniform, per axis)
+    scale_min: float = 0.85
+    scale_max: float = 1.15
+    rotate_deg: float = 15.0  # on top of the eye-line angle
+    no_rotation_prob: float = 0.2  # axis-aligned crop, as a detector box gives
+    flip_prob: float = 0.5
+    colour_prob: float = 0.8
+    gray_prob: float = 0.1
+    blur_prob: float = 0.2
+    occlusion_prob: float = 0.3
+    jpeg_prob: float = 0.2
+    noise_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.scale_min <= self.scale_max, "augment.scale_min/scale_max", "0 < min <= max",
+                 (self.scale_min, self.scale_max))
+        for f in fields(self):
+            if f.name.endswith("_prob"):
+                value = getattr(self, f.name)
+                _require(0.0 <= value <= 1.0, f"augment.{f.name}", "in [0, 1]", value)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    landmark: float = 1.0
+    pose: float = 0.5
+    track: float = 0.1
+    wing_w: float = 0.09  # Wing loss in crop units ([0,1]): 10 px of a 112 px crop
+    wing_eps: float = 0.018  # 2 px of a 112 px crop
+
+    def __post_init__(self) -> None:
+        _require(self.wing_w > 0 and self.wing_eps > 0, "loss.wing_w/wing_eps", "> 0", (self.wing_w, self.wing_eps))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    epochs: int = 28
+    batch_size: int = 32
+    lr: float = 0.002
+    weight_decay: float = 0.0001
+    warmup_steps: int = 300
+    min_lr_ratio: float = 0.01  # cosine ends at lr * this
+    threads: int = 2  # torch intra-op threads
+    workers: int = 1  # DataLoader processes (0 = in the training process)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, "optim.epochs", ">= 1", self.epochs)
+        _require(self.batch_size >= 2, "optim.batch_size", ">= 2 (batch norm)", self.batch_size)
+        _require(self.lr > 0, "optim.lr", "> 0", self.lr)
+        _require(self.threads >= 1 and self.workers >= 0, "optim.threads/workers", ">= 1 / >= 0",
+                 (self.threads, self.workers))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = "cache/train"  # last.pt, best.pt, metrics.jsonl
+    export: Optional[str] = "weights/atpn68.pt"  # best model (spec + weights only); none to skip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+_SECTIONS = {f.name: f for f in fields(TrainConfig)}
+
+
+def train_config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainConfig:
+    """Check every section, key and value; the first problem is a one-line ConfigError."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of sections ({', '.join(_SECTIONS)}), got {type(data).__name__}")
+    sections = {}
+    for name, value in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{where}: unknown section '{name}'; valid sections: {', '.join(_SECTIONS)}")
+        sections[name] = _section(_SECTIONS[name].default_factory, name, value or {}, where)  # type: ignore[misc]
+    return TrainConfig(**sections)
+
+
+def load_train_config(path: str) -> TrainConfig:
+    """Read a training YAML; an empty file means all defaults."""
+    import yaml
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc.strerror}; pass an existing file to --config") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({exc})".replace("\n", " ")) from exc
+    return train_config_from_dict(data or {}, where=str(file))

@@ -1,0 +1,55 @@
+"""Which faces training draws from: human-labelled HELEN (with the teacher's pose) and teacher-labelled UTKFace.
+
+Teacher files that do not exist yet are skipped with a note, so training runs on HELEN alone
+(pose head untrained) before `python -m edge.train.teacher` has been run.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import List
+
+from edge.train.config import DataConfig
+from edge.train.datasets import FaceRecord, load_teacher_arrays, read_pts_folder, read_teacher_npz
+
+
+@dataclass(frozen=True)
+class Source:
+    """Faces of one kind: how often training draws them and how much their landmarks count."""
+
+    name: str
+    records: List[FaceRecord]
+    share: float
+    landmark_weight: float
+    cache_images: bool
+
+
+def teacher_file(cfg: DataConfig, name: str) -> str:
+    return os.path.join(cfg.teacher_dir, f"{name}.npz")
+
+
+def human_with_teacher_pose(folder: str, teacher_npz: str) -> List[FaceRecord]:
+    """Human landmarks of a .pts folder; pose from the teacher where it found the face, else None."""
+    records = read_pts_folder(folder)
+    if not os.path.isfile(teacher_npz):
+        print(f"[data] {teacher_npz} missing: {folder} has no pose labels", flush=True)
+        return records
+    arrays = load_teacher_arrays(teacher_npz)
+    pose = {str(f): p for f, p, ok in zip(arrays["files"], arrays["pose"], arrays["ok"]) if ok}
+    return [FaceRecord(r.image_path, r.landmarks, pose.get(os.path.relpath(r.image_path, folder))) for r in records]
+
+
+def training_sources(cfg: DataConfig) -> List[Source]:
+    """HELEN train always; UTKFace when its teacher labels exist (then HELEN gets `helen_share`)."""
+    helen = human_with_teacher_pose(cfg.helen_train, teacher_file(cfg, "helen_train"))
+    utk_npz = teacher_file(cfg, "utkface")
+    if not os.path.isfile(utk_npz):
+        print(f"[data] {utk_npz} missing: training on HELEN only", flush=True)
+        return [Source("helen", helen, 1.0, 1.0, cfg.cache_helen)]
+    utk = read_teacher_npz(utk_npz, image_root=cfg.utkface)
+    return [Source("helen", helen, cfg.helen_share, 1.0, cfg.cache_helen),
+            Source("utkface", utk, 1.0 - cfg.helen_share, cfg.teacher_landmark_weight, False)]
+
+
+def validation_records(cfg: DataConfig) -> List[FaceRecord]:
+    return human_with_teacher_pose(cfg.helen_test, teacher_file(cfg, "helen_test"))
