@@ -53,3 +53,27 @@ def model_path(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} is missing; run `make models`")
     return path
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `gpu` skip, saying what is missing, unless TensorRT, pycuda and a CUDA GPU are all here."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    missing = _gpu_stack_missing() if gpu_tests else None
+    for item in gpu_tests if missing else []:
+        item.add_marker(pytest.mark.skip(reason=f"needs TensorRT and a CUDA GPU ({missing})"))
+
+
+def _gpu_stack_missing():
+    import importlib.util
+
+    from edge.build.gpu import query_gpu
+    from edge.errors import EngineError
+
+    for module in ("tensorrt", "pycuda"):
+        if importlib.util.find_spec(module) is None:
+            return f"no {module} module"
+    try:
+        query_gpu()
+    except EngineError as exc:
+        return str(exc)
+    return None

@@ -405,14 +405,6 @@ def test_tensorrt_11_refuses_fp16_and_calibration_with_what_to_do():
     assert compat.set_precision(fake_trt(**TRT11), None, f, False, True) == ()
 
 
-def test_numpy_dtype_without_trt_nptype():
-    trt = SimpleNamespace(DataType=SimpleNamespace(FLOAT="f", HALF="h", INT8="i8", INT32="i32", BOOL="b"))
-    assert [compat.numpy_dtype(trt, t) for t in ("f", "h", "i8", "i32", "b")] == [
-        np.float32, np.float16, np.int8, np.int32, np.bool_]
-    with pytest.raises(EngineError, match="no numpy equivalent"):
-        compat.numpy_dtype(trt, "fp8")
-
-
 def test_progress_display_shows_top_phases_only():
     out = io.StringIO()
     display = compat.ProgressDisplay(out)

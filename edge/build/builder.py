@@ -18,6 +18,7 @@ from edge.build.gpu import GpuInfo, query_gpu
 from edge.build.options import ENGINES_DIR, BuildRequest, ProfileShapes, Shape, profile_shapes, utc_now
 from edge.build.sidecar import CacheKey, Sidecar, check_engine, file_sha256, read_sidecar, reusable, write_sidecar
 from edge.build import trt_compat as compat
+from edge.build.quantize import LANDMARK_OUTPUT
 from edge.errors import EngineError, ModelError
 
 _QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")
@@ -104,7 +105,7 @@ def build_engine(request: BuildRequest, display: Optional[compat.ProgressDisplay
     features = compat.features_of(trt)
     compat.check_precision(features, request.fp16, request.int8, request.qdq)
     gpu = query_gpu()
-    tensorrt = str(features.version)
+    tensorrt = str(trt.__version__)  # the full build number: the runtime compares it as trt.__version__
     key = cache_key(plan, tensorrt, gpu)
     engine_path = request.save_engine or default_engine_path(request.onnx, request.precision, tensorrt, gpu)
     why = "--rebuild" if request.rebuild else reusable(engine_path, key)
@@ -137,12 +138,14 @@ def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan
     warning = compat.platform_lacks_fast(builder, request.fp16, request.int8)
     if warning:
         display.line(f"[build] warning: {warning}")
+    if plan.calib is not None:
+        flags += _keep_float_after(trt, network, config, LANDMARK_OUTPUT)
     if plan.profile:
         profile = builder.create_optimization_profile()
         for name, shapes in plan.profile.items():
             profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
         config.add_optimization_profile(profile)
-    timing_cache = request.timing_cache or default_timing_cache(str(features.version), gpu)
+    timing_cache = request.timing_cache or default_timing_cache(str(trt.__version__), gpu)
     warning = compat.load_timing_cache(config, timing_cache)
     if warning:
         display.line(f"[build] {warning}")
@@ -159,6 +162,29 @@ def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan
     compat.save_timing_cache(config, timing_cache)
     del parser  # the parser owns the weights the network points at: keep it alive until here
     return engine, flags
+
+
+def _keep_float_after(trt: Any, network: Any, config: Any, tensor: str) -> Tuple[str, ...]:
+    """Implicit INT8 leaves every layer fed by `tensor` (ATPN: the heatmap renderer, fusion, pose and track heads)
+    in FP32, the same choice as the Q/DQ route (quantize.py); nothing to do for a model without that output."""
+    tainted = {tensor}
+    kept = 0
+    for i in range(network.num_layers):  # layers come in topological order
+        layer = network.get_layer(i)
+        inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
+        if not any(t is not None and t.name in tainted for t in inputs):
+            continue
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        tainted.update(t.name for t in outputs)
+        if all(t.dtype == trt.float32 for t in outputs):  # shape/index layers keep their own types
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            kept += 1
+    if not kept:
+        return ()
+    config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    return ("PREFER_PRECISION_CONSTRAINTS", f"FP32 layers after '{tensor}': {kept}")
 
 
 def _build_calibrated(trt: Any, builder: Any, network: Any, config: Any, plan: BuildPlan,
@@ -187,9 +213,8 @@ def ensure_engine(engine_path: str, rebuild: bool = False) -> Sidecar:
     """For the runtime: the engine's sidecar if it fits this TensorRT and GPU; else rebuild it (when asked)
     from the request stored in its sidecar, or raise the one-line EngineError naming the command."""
     trt = compat.import_tensorrt()
-    tensorrt = str(compat.features_of(trt).version)
     try:
-        return check_engine(engine_path, tensorrt, query_gpu())
+        return check_engine(engine_path, str(trt.__version__), query_gpu())
     except EngineError:
         if not rebuild or not os.path.isfile(engine_path + ".json"):
             raise

@@ -176,21 +176,6 @@ def parse_onnx(trt: Any, network: Any, logger: Any, onnx_bytes: bytes, path: str
     raise ModelError(f"{path}: TensorRT {trt.__version__}'s ONNX parser rejected it ({len(errors)} error(s)):\n{lines}")
 
 
-_NUMPY_TYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "UINT8": "uint8", "INT32": "int32",
-                "INT64": "int64", "BOOL": "bool", "BF16": None, "FP8": None}
-
-
-def numpy_dtype(trt: Any, dtype: Any) -> Any:
-    """numpy dtype of a TensorRT DataType, by name (trt.nptype breaks with numpy >= 1.24 on TRT 8.5)."""
-    import numpy as np
-
-    name = next((n for n in _NUMPY_TYPES if getattr(trt.DataType, n, None) == dtype), None)
-    if name is None or _NUMPY_TYPES[name] is None:
-        raise EngineError(f"TensorRT type {dtype} has no numpy equivalent here; export the model's inputs and "
-                          "outputs as float32")
-    return np.dtype(_NUMPY_TYPES[name])
-
-
 def write_atomic(path: str, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     folder = os.path.dirname(os.path.abspath(path))
