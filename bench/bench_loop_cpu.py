@@ -22,7 +22,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import cv2
 
@@ -42,7 +42,7 @@ PEER_PYTHONS = ("/tmp/peer-venv/bin/python", "/work/teacher-venv/bin/python")
 TARGETS = {"fps": 300.0, "face_fraction": 0.95, "peak_rss_mb": 600.0}
 
 
-def time_ours(clip: Path, config_path: Optional[str], threads: int, runs: int) -> Dict[str, object]:
+def time_ours(clip: Path, config_path: Optional[str], threads: int, runs: int) -> Dict[str, Any]:
     with VideoFileSource(str(clip)) as source:
         images = [frame.image for frame in source]
     config = load_config(config_path).with_overrides({"runtime.threads": threads})
@@ -66,7 +66,7 @@ def time_ours(clip: Path, config_path: Optional[str], threads: int, runs: int) -
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
 
 
-def time_peer(clip: Path, runs: int) -> Optional[Dict[str, object]]:
+def time_peer(clip: Path, runs: int) -> Optional[Dict[str, Any]]:
     """MediaPipe Face Mesh through the peer script, or None (with a message) where it cannot run."""
     python = next((p for p in PEER_PYTHONS if _has_mediapipe(p)), None)
     if python is None or not PEER.is_file():
@@ -95,11 +95,11 @@ def _has_mediapipe(python: str) -> bool:
                           stderr=subprocess.DEVNULL).returncode == 0
 
 
-def verdict(ours: Dict[str, object]) -> Dict[str, bool]:
-    run = ours["median_run"]  # type: ignore[index]
-    face_fraction = run["frames_with_face"] / run["frames"]  # type: ignore[index]
-    return {"fps": run["wall_fps"] >= TARGETS["fps"], "face_fraction": face_fraction >= TARGETS["face_fraction"],  # type: ignore[index]
-            "peak_rss_mb": float(ours["peak_rss_mb"]) <= TARGETS["peak_rss_mb"]}  # type: ignore[arg-type]
+def verdict(ours: Dict[str, Any]) -> Dict[str, bool]:
+    run = ours["median_run"]
+    return {"fps": run["wall_fps"] >= TARGETS["fps"],
+            "face_fraction": run["frames_with_face"] / run["frames"] >= TARGETS["face_fraction"],
+            "peak_rss_mb": ours["peak_rss_mb"] <= TARGETS["peak_rss_mb"]}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -123,16 +123,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     peer = None if args.no_peer else time_peer(clip, args.runs)
     run = ours["median_run"]
-    ratio = run["wall_fps"] / peer["proc_only_median"]["fps"] if peer else None  # type: ignore[index]
+    ratio = run["wall_fps"] / peer["proc_only_median"]["fps"] if peer else None
     report = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu_count": os.cpu_count(), "loadavg_end": os.getloadavg(),
               "opencv": cv2.__version__, "clip": str(clip), "ours": ours, "peer_mediapipe": peer,
               "fps_ratio_ours_over_mediapipe": ratio, "targets": TARGETS, "meets": verdict(ours)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
-    print(f"median run: {run['wall_fps']:.1f} FPS end-to-end after decode, face on {run['frames_with_face']}"  # type: ignore[index]
-          f"/{run['frames']} frames, detector on {100 * run['detector_fraction']:.1f} %, "  # type: ignore[index]
+    print(f"median run: {run['wall_fps']:.1f} FPS end-to-end after decode, face on {run['frames_with_face']}/"
+          f"{run['frames']} frames, detector on {100 * run['detector_fraction']:.1f} %, "
           f"peak RSS {ours['peak_rss_mb']:.0f} MB")
-    for name, row in run["stages_ms"].items():  # type: ignore[index]
+    for name, row in run["stages_ms"].items():
         print(f"  {name:<10} p50 {row['p50']:7.2f}  p90 {row['p90']:7.2f}  p99 {row['p99']:7.2f} ms")
     if ratio is not None:
         print(f"ours / MediaPipe Face Mesh FPS: {ratio:.2f}")

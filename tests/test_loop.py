@@ -43,7 +43,8 @@ def read_lines(path):
 
 def test_run_writes_one_json_line_and_one_video_frame_per_frame(tmp_path, pipeline, demo_frames):
     stats = RunStats()
-    outputs = Outputs(default_overlay(lambda: stats.fps), save=str(tmp_path / "o.mp4"), json_path=str(tmp_path / "o.jsonl"))
+    outputs = Outputs(default_overlay(lambda: stats.fps), save=str(tmp_path / "o.mp4"),
+                      json_path=str(tmp_path / "o.jsonl"))
     try:
         run_loop(MemorySource(demo_frames), pipeline, outputs, stats)
     finally:
@@ -96,7 +97,8 @@ def test_face_json_record(tmp_path):
 def test_overlay_draws_on_a_copy():
     image = np.zeros((120, 160, 3), np.uint8)
     face = Face(1, TrackState.DETECTED, np.array([40, 30, 100, 90], np.float32),
-                np.random.default_rng(0).uniform(45, 95, (68, 2)).astype(np.float32), np.array([20, 10, 5], np.float32), 0.9)
+                np.random.default_rng(0).uniform(45, 95, (68, 2)).astype(np.float32),
+                np.array([20, 10, 5], np.float32), 0.9)
     scene = default_overlay(lambda: 99.0).annotate(image, [face])
     assert not image.any() and scene.any()
     assert scene[30:91, 40].any()  # the box's left edge

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
+from functools import partial
 from typing import Callable, Optional
 
 from edge.config import Config
 from edge.pipeline.aligner import Aligner
-from edge.pipeline.detector import FaceDetector
+from edge.pipeline.detector import FaceDetector, crop_for_detection
 from edge.pipeline.loop import FacePipeline, run_loop
 from edge.pipeline.outputs import Outputs, open_window
 from edge.pipeline.render import default_overlay
@@ -25,7 +26,9 @@ def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
     atpn_engine = stack.enter_context(open_engine(config.models.path("atpn"), runtime.backend, runtime.threads))
     aligner = Aligner(atpn_engine)
     detector = FaceDetector(detector_engine, score_threshold=config.detector.score_threshold)
-    tracker = Tracker(config.tracker, crop_scale=aligner.spec.crop_scale)
+    scale = aligner.spec.crop_scale
+    tracker = Tracker(config.tracker, crop_scale=scale,
+                      place_detection=partial(crop_for_detection, scale=scale, variant=detector.variant))
     return FacePipeline(detector, aligner, tracker)
 
 
@@ -49,7 +52,7 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
 
 
 def _progress_bar(source: Source, config: Config, stack: ExitStack) -> Optional[object]:
-    """A tqdm line for files (known length), nothing for live cameras or with --quiet."""
+    """A tqdm line for files on a terminal (none in logs, for live cameras or with --quiet)."""
     if source.live or config.output.quiet:
         return None
     from tqdm import tqdm
@@ -57,6 +60,6 @@ def _progress_bar(source: Source, config: Config, stack: ExitStack) -> Optional[
     total = source.length
     if total and config.source.max_frames:
         total = min(total, config.source.max_frames)
-    bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False, dynamic_ncols=True, disable=None)
     stack.callback(bar.close)
     return bar

@@ -91,7 +91,8 @@ def pose_axes(pose_ypr_deg: np.ndarray, length: float) -> List[np.ndarray]:
     image's right, pitch > 0 lifts it, roll is the eye line's angle. Orthographic projection.
     """
     yaw, pitch, roll = (math.radians(float(v)) for v in pose_ypr_deg)
-    cy, sy, cp, sp, cr, sr = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll), math.sin(roll)
+    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    cr, sr = math.cos(roll), math.sin(roll)
     r_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
     r_yaw = np.array([[cy, 0, -sy], [0, 1, 0], [sy, 0, cy]])
     r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])

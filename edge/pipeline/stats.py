@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import Deque, Dict, Iterator, List
+from typing import Any, Deque, Dict, Iterator, List
 
 import numpy as np
 
@@ -78,10 +78,10 @@ class RunStats:
             return 0.0
         return (len(self._ends) - 1) / max(self._ends[-1] - self._ends[0], 1e-9)
 
-    def summary(self) -> Dict[str, object]:
+    def summary(self) -> Dict[str, Any]:
         """Plain numbers (JSON-ready): counts, FPS from the total stage, percentiles per stage."""
         total = self.stage_ms["total"]
-        out: Dict[str, object] = {
+        out: Dict[str, Any] = {
             "frames": self.frames, "faces": self.faces, "frames_with_face": self.frames_with_face,
             "detector_fraction": self.detector_frames / self.frames if self.frames else 0.0,
             "skipped_frames": self.skipped,
@@ -93,10 +93,10 @@ class RunStats:
     def format_summary(self) -> str:
         s = self.summary()
         lines = [f"frames {s['frames']}  with a face {s['frames_with_face']}  faces {s['faces']}  "
-                 f"FPS {s['fps']:.1f}  detector ran on {100 * float(s['detector_fraction']):.1f} % of frames"
+                 f"FPS {s['fps']:.1f}  detector ran on {100 * s['detector_fraction']:.1f} % of frames"
                  + (f"  undecodable frames skipped {self.skipped}" if self.skipped else ""),
                  f"{'stage':<10} {'runs':>6} " + " ".join(f"{'p%d ms' % p:>8}" for p in PERCENTILES)]
-        for name, row in s["stages_ms"].items():  # type: ignore[union-attr]
+        for name, row in s["stages_ms"].items():
             lines.append(f"{name:<10} {row['n']:>6} " + " ".join(f"{row['p%d' % p]:>8.2f}" for p in PERCENTILES))
         return "\n".join(lines)
 

@@ -4,8 +4,8 @@ Detect on the first frame and whenever no track is alive; otherwise each track's
 from its previous landmarks, and ATPN's track score decides whether it survives. The detector also
 runs every `detect_every` frames to pick up new faces; a detection that overlaps a live track is
 that track's face (IDs stay stable), the others start new tracks up to `max_faces`. All crops of a
-frame go to the aligner in one batch. The detector and aligner are passed in as callables, so the
-tracker does no I/O and runs on synthetic data in tests.
+frame go to the aligner in one batch. The detector, the detection-to-crop placement and the aligner
+are passed in as callables, so the tracker does no I/O and runs on synthetic data in tests.
 """
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import numpy as np
 from edge.config import TrackerConfig
 from edge.pipeline.aligner import Alignment
 from edge.pipeline.crop import CropBox, crop_from_landmarks
-from edge.pipeline.detector import Detections, crop_for_detection
+from edge.pipeline.detector import Detections
 from edge.types import Face, TrackState
 
 DetectFn = Callable[[np.ndarray], Detections]
 AlignFn = Callable[[np.ndarray, List[CropBox]], Alignment]
+PlaceFn = Callable[[np.ndarray, np.ndarray], CropBox]  # detection box [4], keypoints [6,2] -> first crop
 DUPLICATE_IOU = 0.5  # two tracks overlapping this much have converged on one face: keep the older
 
 
@@ -36,16 +37,13 @@ class _Track:
 class Tracker:
     """`step(image, detect, align)` once per frame -> the faces alive on that frame."""
 
-    def __init__(self, config: TrackerConfig, crop_scale: float) -> None:
+    def __init__(self, config: TrackerConfig, crop_scale: float, place_detection: PlaceFn) -> None:
         self.config = config
-        self.crop_scale = crop_scale  # landmark box -> crop, for detections too (ModelSpec.crop_scale)
+        self.crop_scale = crop_scale  # landmark box -> next crop (ModelSpec.crop_scale, as in training)
+        self.place_detection = place_detection  # e.g. detector.crop_for_detection at the same scale
         self._tracks: List[_Track] = []
         self._next_id = 1
         self._frames_since_detection = 0
-
-    @property
-    def alive(self) -> int:
-        return len(self._tracks)
 
     def step(self, image: np.ndarray, detect: DetectFn, align: AlignFn) -> List[Face]:
         every = self.config.detect_every
@@ -71,7 +69,7 @@ class Tracker:
             box = np.asarray(detections.boxes_xyxy[i], dtype=np.float64)
             if any(iou(box, t.box_xyxy) >= self.config.match_iou for t in self._tracks):
                 continue  # a face we already track: its landmark crop beats a detector box
-            crop = crop_for_detection(box, detections.keypoints[i], self.crop_scale)
+            crop = self.place_detection(box, detections.keypoints[i])
             self._tracks.append(_Track(self._next_id, crop, TrackState.DETECTED, box))
             self._next_id += 1
 
