@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -169,7 +170,9 @@ def astronaut_folder(tmp_path, astronaut_bgr):
 
     from conftest import model_path
 
-    model_path("atpn68.onnx"), model_path("blazeface_short.onnx")
+    from edge.config import ModelsConfig
+
+    model_path(os.path.basename(ModelsConfig().atpn)), model_path(os.path.basename(ModelsConfig().detector))
     folder = tmp_path / "faces"
     folder.mkdir()
     cv2.imwrite(str(folder / "astronaut.png"), astronaut_bgr)
@@ -254,3 +257,65 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert main(argv + ["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+class OracleAligner:
+    """A perfect ATPN: the true landmarks when the crop holds the face's centre, else a lost-face score."""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+        self.truth = np.zeros((68, 2))
+
+    def run_crops(self, crops, matrices, angles_deg):
+        from edge.pipeline.aligner import Alignment
+        from edge.pipeline.crop import invert_matrices
+
+        size = self.spec.input_size
+        centres = invert_matrices(matrices)[:, :, :2] @ np.full(2, size / 2) + invert_matrices(matrices)[:, :, 2]
+        sides = size / np.linalg.norm(matrices[:, :, 0], axis=1)
+        face = (self.truth.min(0) + self.truth.max(0)) / 2
+        landmarks, track = [], []
+        for centre, side in zip(centres, sides):
+            on_face = bool(np.all(np.abs(face - centre) < side / 3))
+            landmarks.append(self.truth if on_face else self.truth * 0 + centre)
+            track.append(0.95 if on_face else 0.05)
+        n = len(crops)
+        return Alignment(np.array(landmarks), np.zeros((n, 3), np.float32), np.array(track, np.float32),
+                         np.zeros((n, 1, 28, 28), np.float32))
+
+
+def test_tracking_with_a_perfect_aligner_tracks_and_rarely_detects(astronaut_bgr):
+    """The real detector and tracker on a synthetic sequence: with perfect landmarks the tracker
+    follows every visible frame and calls the detector only at the start, every `detect_every`
+    frames and while the face is away."""
+    from conftest import model_path
+
+    from edge.config import TrackerConfig
+    from edge.eval.sequences import SequenceConfig, make_sequence
+    from edge.eval.tracking import CountingDetector, run_sequence, summarize
+    from edge.model.spec import ModelSpec
+    from edge.pipeline.detector import FaceDetector, crop_for_detection
+    from edge.pipeline.loop import FacePipeline
+    from edge.pipeline.tracker import Tracker
+    from edge.runtime import open_engine
+
+    oracle = OracleAligner(ModelSpec())
+    config = SequenceConfig(frames=90, exit_frames=36)
+
+    def frames():
+        for frame in make_sequence(astronaut_bgr, schematic_face(*ASTRONAUT_EYES), seed=11, config=config):
+            oracle.truth = frame.landmarks
+            yield frame
+
+    with open_engine(str(model_path("blazeface_short.onnx"))) as engine:  # the cheaper detector: this tests the tracking
+        detector = FaceDetector(engine)
+        tracker = Tracker(TrackerConfig(detect_every=30), crop_scale=1.6,
+                          place_detection=lambda box, kps: crop_for_detection(box, kps, 1.6, detector.variant))
+        counter = CountingDetector(detector)
+        pipeline = FacePipeline(counter, oracle, tracker)
+        rows = run_sequence(pipeline, counter, frames(), 0)
+    s = summarize(rows)
+    assert s["visible_frames"] >= 40 and s["tracked_fraction"] >= 0.95
+    assert s["nme_tracked_mean"] == pytest.approx(0.0, abs=1e-6)  # float32 landmarks
+    assert s["detector_fraction_visible"] <= 0.1 < s["detector_fraction"]  # it searched while the face was away
+    assert s["false_face_fraction_away"] == 0.0

@@ -74,8 +74,9 @@ def parser() -> argparse.ArgumentParser:
                                     "leaving and coming back); every frame's landmarks are known. Seeded.")
     tr.add_argument("--images", required=True, help="folder of images + 68-point .pts to make sequences from")
     tr.add_argument("--sequences", type=int, default=20, help="stills used, one sequence each (default: %(default)s)")
-    tr.add_argument("--frames", type=int, default=200,
-                    help="frames per sequence; the face is away for about 30 of them (default: %(default)s)")
+    tr.add_argument("--frames", type=int, default=300,
+                    help="frames per sequence (10 s at 30 fps); the face walks out and back over 60 of them, "
+                         "fully away for about 20 (default: %(default)s)")
     tr.add_argument("--seed", type=int, default=0, help="random seed of the motion (default: %(default)s)")
     return ap
 
@@ -108,7 +109,8 @@ def run(args: argparse.Namespace) -> Tuple[Dict[str, Any], List[Path]]:
         if args.command == "tracking":
             return tracking.run(args.images, records, args.sequences, config_for_length(args.frames), args.seed,
                                 pipeline, out, info)
-        finder = FaceFinder(pipeline.aligner, pipeline.detector if args.boxes == "detector" else None, args.passes)
+        detector = (pipeline.detector, pipeline.tracker.place_detection) if args.boxes == "detector" else None
+        finder = FaceFinder(pipeline.aligner, detector, args.passes)
         if args.command == "pose":
             return pose.run(args.teacher, records, finder, out, info)
         return landmarks.run(args.images, records, finder, out, info, args.baseline)

@@ -1,7 +1,7 @@
 """How an evaluation finds a labelled face and aligns it, the way the runtime would.
 
 `detector` boxes: our face detector runs on the image and the detection that overlaps the labelled
-face most becomes the first crop (`crop_for_detection`, as the tracker's first frame). A face the
+face most becomes the first crop, placed by the tracker's own `place_detection` (its first frame). A face the
 detector misses counts as a failure (NME = inf) and the detection rate is reported beside it.
 `labels` boxes: the crop the tracker would place from the true landmarks (`crop_from_landmarks`),
 an oracle that measures the network alone. More passes re-crop from the previous pass's landmarks,
@@ -20,8 +20,8 @@ from edge.errors import DatasetError
 from edge.eval.report import progress
 from edge.pipeline.aligner import Aligner
 from edge.pipeline.crop import CropBox, crop_from_landmarks
-from edge.pipeline.detector import FaceDetector, crop_for_detection
-from edge.pipeline.tracker import bounds, iou
+from edge.pipeline.detector import FaceDetector
+from edge.pipeline.tracker import PlaceFn, bounds, iou
 from edge.train.datasets import FaceRecord
 
 BOX_MODES = ("detector", "labels")
@@ -47,11 +47,12 @@ class Aligned:
 class FaceFinder:
     """Locate a labelled face (detector or labels) and run ATPN on it for `passes` crops."""
 
-    def __init__(self, aligner: Aligner, detector: Optional[FaceDetector], passes: int = 1) -> None:
+    def __init__(self, aligner: Aligner, detector: Optional[Tuple[FaceDetector, PlaceFn]], passes: int = 1) -> None:
+        """`detector`: the detector and how the tracker turns a detection into a crop; None: label boxes."""
         if passes < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
         self.aligner = aligner
-        self.detector = detector
+        self.detector, self.place_detection = detector if detector is not None else (None, None)
         self.passes = passes
 
     @property
@@ -59,9 +60,8 @@ class FaceFinder:
         return "labels" if self.detector is None else "detector"
 
     def locate(self, image_bgr: np.ndarray, truth: np.ndarray) -> Located:
-        crop_scale = self.aligner.spec.crop_scale  # detector and landmark crops are sized alike
-        if self.detector is None:
-            return Located(crop_from_landmarks(truth, crop_scale))
+        if self.detector is None or self.place_detection is None:
+            return Located(crop_from_landmarks(truth, self.aligner.spec.crop_scale))
         found = self.detector.detect(image_bgr)
         if len(found.scores) == 0:
             return Located(None, detector_iou=0.0)
@@ -70,7 +70,7 @@ class FaceFinder:
         best = int(np.argmax(overlaps))
         if overlaps[best] < MATCH_IOU:
             return Located(None, float(found.scores[best]), overlaps[best])
-        crop = crop_for_detection(found.boxes_xyxy[best], found.keypoints[best], crop_scale)
+        crop = self.place_detection(found.boxes_xyxy[best], found.keypoints[best])
         return Located(crop, float(found.scores[best]), overlaps[best])
 
     def align(self, image_bgr: np.ndarray, crop: CropBox) -> Aligned:

@@ -25,7 +25,7 @@ class SequenceConfig:
     max_roll_deg: float = 35.0
     max_blur_sigma: float = 2.5
     key_every: int = 25  # frames between random key poses: ~1 s of motion at 25-30 fps
-    exit_frames: int = 30  # the face is off-frame (or on its way) this long once per sequence; 0: never
+    exit_frames: int = 60  # the face leaves, stays away and comes back over this many frames, once; 0: never
 
     def __post_init__(self) -> None:
         if self.frames < 2 or self.key_every < 1:
@@ -80,7 +80,7 @@ def _camera_path(rng: np.random.Generator, pts: np.ndarray, cfg: SequenceConfig)
     half = size / np.sqrt(2.0)  # the rotated face box stays inside the frame (bar the exit)
     cx = cfg.width / 2 + _eased_walk(rng, n, cfg.key_every, -0.5, 0.5) * np.clip(cfg.width - 2 * half, 0, None)
     cy = cfg.height / 2 + _eased_walk(rng, n, cfg.key_every, -0.5, 0.5) * np.clip(cfg.height - 2 * half, 0, None)
-    cx = cx + _exit_offset(rng, n, cfg)
+    cx = cx + _exit_offset(rng, n, cfg, cx)
     out = np.empty((n, 2, 3))
     for i in range(n):
         m = cv2.getRotationMatrix2D((float(face_centre[0]), float(face_centre[1])), float(roll[i]),
@@ -90,17 +90,23 @@ def _camera_path(rng: np.random.Generator, pts: np.ndarray, cfg: SequenceConfig)
     return out
 
 
-def _exit_offset(rng: np.random.Generator, n: int, cfg: SequenceConfig) -> np.ndarray:
-    """Horizontal offset that carries the face out of the frame and back, eased, once."""
+def _exit_offset(rng: np.random.Generator, n: int, cfg: SequenceConfig, cx: np.ndarray) -> np.ndarray:
+    """Horizontal offset that walks the face out past the nearer side and back, eased, once.
+
+    Each third of the exit (out, away, back) takes exit_frames / 3 frames, so the face moves at a
+    walking pace rather than jumping out.
+    """
     off = np.zeros(n)
     if not cfg.exit_frames:
         return off
     start = int(rng.integers(1, n - cfg.exit_frames))
-    ramp = max(cfg.exit_frames // 4, 1)
+    ramp = max(cfg.exit_frames // 3, 1)
     t = np.arange(n) - start
-    up = _ease(np.clip(t / ramp, 0, 1))
-    down = _ease(np.clip((cfg.exit_frames - t) / ramp, 0, 1))
-    return np.minimum(up, down) * cfg.width * (1 if rng.random() < 0.5 else -1)
+    shape = np.minimum(_ease(np.clip(t / ramp, 0, 1)), _ease(np.clip((cfg.exit_frames - t) / ramp, 0, 1)))
+    middle = cx[start + cfg.exit_frames // 2]
+    leave_left = middle < cfg.width / 2
+    distance = (middle if leave_left else cfg.width - middle) + cfg.face_px[1]  # past the edge, whatever the roll
+    return shape * distance * (-1 if leave_left else 1)
 
 
 def _eased_walk(rng: np.random.Generator, n: int, every: int, lo: float, hi: float) -> np.ndarray:
@@ -129,8 +135,8 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
 def _render(still: np.ndarray, mask: np.ndarray, background: np.ndarray, m: np.ndarray, sigma: float) -> np.ndarray:
     h, w = background.shape[:2]
     face = cv2.warpAffine(still, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
-    frame = (face * alpha + background * (1 - alpha)).round().astype(np.uint8)
+    alpha = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    frame = cv2.blendLinear(face, background, alpha, 1.0 - alpha)
     if sigma > 0.3:  # below this a Gaussian kernel barely changes a pixel
         frame = cv2.GaussianBlur(frame, (0, 0), sigma)
     return frame

@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
 
 from edge.eval import metrics
 from edge.eval.faces import read_image
 from edge.eval.report import progress, write_csv, write_json
-from edge.eval.sequences import SequenceConfig, make_sequence
+from edge.eval.sequences import SequenceConfig, SyntheticFrame, make_sequence
 from edge.pipeline.detector import Detections
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.tracker import bounds, iou
@@ -53,12 +53,12 @@ def match(faces: List[Face], truth: np.ndarray) -> Tuple[float, float]:
     return best_iou, best_nme
 
 
-def run_sequence(pipeline: FacePipeline, counter: CountingDetector, still: np.ndarray, landmarks: np.ndarray,
-                 seed: int, config: SequenceConfig, sequence: int) -> List[Row]:
+def run_sequence(pipeline: FacePipeline, counter: CountingDetector, frames: Iterable[SyntheticFrame],
+                 sequence: int) -> List[Row]:
     """One row per frame; the tracker starts afresh, as on a new stream."""
     pipeline.tracker.reset()
     rows = []
-    for index, frame in enumerate(make_sequence(still, landmarks, seed, config)):
+    for index, frame in enumerate(frames):
         before = counter.calls
         faces = pipeline.process(frame.image)
         overlap, error = match(faces, frame.landmarks)
@@ -97,8 +97,8 @@ def run(images: str, records: Sequence[FaceRecord], sequences: int, config: Sequ
     rows: List[Row] = []
     try:
         for n, record in enumerate(progress(picks, "tracking", "seq")):
-            rows += run_sequence(pipeline, counter, read_image(record.image_path), record.landmarks,
-                                 seed * 100003 + n, config, n)
+            frames = make_sequence(read_image(record.image_path), record.landmarks, seed * 100003 + n, config)
+            rows += run_sequence(pipeline, counter, frames, n)
     finally:
         pipeline.detector = counter.detector
     summary: Dict[str, Any] = {"command": "tracking", "images": os.path.abspath(images), **model_info,
