@@ -6,6 +6,13 @@
 
 Engines, detector threshold and tracker settings come from --config, as for the camera loop.
 Results (CSV, JSON summary, plot) go to --out; the summary is also printed. Bad input: one line, exit 2.
+
+examples:
+  python -m edge.eval landmarks --images ../shared/data/helen/test
+  python -m edge.eval landmarks --images ../shared/data/helen/test --baseline cache/teacher/helen_test.npz
+  python -m edge.eval landmarks --images ../shared/data/helen/test --boxes labels --passes 2
+  python -m edge.eval pose --teacher cache/teacher/helen_test.npz
+  python -m edge.eval tracking --images ../shared/data/helen/test --sequences 20
 """
 from __future__ import annotations
 
@@ -31,8 +38,7 @@ SUMMARY_KEYS = {
     "landmarks": ("faces", "found", "detection_rate", "nme_mean", "nme_median", "fr_10", "auc_10"),
     "pose": ("faces", "found", "detection_rate", "yaw_mae", "pitch_mae", "roll_mae", "mean_mae"),
     "tracking": ("sequences", "frames", "visible_frames", "tracked_fraction", "detector_fraction",
-                 "detector_fraction_visible",
-                 "nme_tracked_mean", "fr_10", "auc_10", "false_face_fraction_away"),
+                 "detector_fraction_visible", "nme_tracked_mean", "fr_10", "auc_10", "false_face_fraction_away"),
 }
 
 
@@ -75,8 +81,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--images", required=True, help="folder of images + 68-point .pts to make sequences from")
     tr.add_argument("--sequences", type=int, default=20, help="stills used, one sequence each (default: %(default)s)")
     tr.add_argument("--frames", type=int, default=300,
-                    help="frames per sequence (10 s at 30 fps); the face walks out and back over 60 of them, "
-                         "fully away for about 20 (default: %(default)s)")
+                    help="frames per sequence (10 s at 30 fps); the face walks out and back over 60 of them "
+                         "(default: %(default)s)")
     tr.add_argument("--seed", type=int, default=0, help="random seed of the motion (default: %(default)s)")
     return ap
 

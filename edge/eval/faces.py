@@ -1,8 +1,8 @@
 """How an evaluation finds a labelled face and aligns it, the way the runtime would.
 
 `detector` boxes: our face detector runs on the image and the detection that overlaps the labelled
-face most becomes the first crop, placed by the tracker's own `place_detection` (its first frame). A face the
-detector misses counts as a failure (NME = inf) and the detection rate is reported beside it.
+face most becomes the first crop, placed by the tracker's own `place_detection` (as on its first
+frame). A face the detector misses counts as a failure (NME = inf); the detection rate is reported.
 `labels` boxes: the crop the tracker would place from the true landmarks (`crop_from_landmarks`),
 an oracle that measures the network alone. More passes re-crop from the previous pass's landmarks,
 as the tracker does on the next frame of a still scene.
