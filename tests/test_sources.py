@@ -147,3 +147,16 @@ def test_live_source_reopens_a_camera_that_comes_back():
     src.close()
     restarts = sum(b <= a for a, b in zip(seen, seen[1:]))
     assert restarts == 1 and seen[-1] == 5  # frames from both openings, the second after one failed retry
+
+
+class HangingCapture(FakeCapture):
+    def read(self):
+        time.sleep(0.3)
+        return False, None
+
+
+def test_live_source_that_hangs_is_a_source_error():
+    src = camera.LiveSource("fake://cam", lambda: HangingCapture(0), retries=0, stall_s=0.1)
+    with pytest.raises(SourceError, match="no frame for"):
+        next(iter(src))
+    src.close()

@@ -1,8 +1,9 @@
 """Live sources (V4L2/USB and CSI cameras, RTSP streams): read in a thread, newest frame only.
 
 A reader thread keeps only the latest frame, so a slow pipeline drops frames instead of building
-up lag. A camera that stops delivering is reopened with exponential backoff; when it does not come
-back, iterating raises a one-line SourceError.
+up lag. A camera that reports a failed read is reopened with exponential backoff; when it does not
+come back, or when no frame arrives for `stall_s` (a stream that hangs), iterating raises a
+one-line SourceError.
 """
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ class LiveSource(Source):
 
     live = True
 
-    def __init__(self, uri: str, open_capture: Callable[[], Any], retries: int = 5, backoff_s: float = 0.25) -> None:
+    def __init__(self, uri: str, open_capture: Callable[[], Any], retries: int = 5, backoff_s: float = 0.25,
+                 stall_s: float = 10.0) -> None:
         self.uri = uri
+        self.stall_s = stall_s
         self._open = open_capture
         self._retries = retries
         self._backoff_s = backoff_s
@@ -78,7 +81,11 @@ class LiveSource(Source):
         seen, index = 0, 0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._sequence > seen or self._error is not None or self._stop)
+                woke = self._cond.wait_for(lambda: self._sequence > seen or self._error is not None or self._stop,
+                                           timeout=self.stall_s)
+                if not woke:
+                    raise SourceError(f"camera {self.uri} delivered no frame for {self.stall_s:g} s; "
+                                      "check the device or stream, then run again")
                 if self._stop:
                     return
                 if self._error is not None and self._sequence == seen:
