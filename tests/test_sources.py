@@ -160,3 +160,11 @@ def test_live_source_that_hangs_is_a_source_error():
     with pytest.raises(SourceError, match="no frame for"):
         next(iter(src))
     src.close()
+
+
+def test_the_real_clip_reads_every_frame(hamilton_clip):
+    with open_source(str(hamilton_clip)) as src:
+        frames = list(src)
+    assert len(frames) == src.length == 275 and src.skipped == 0
+    assert frames[-1].image.shape == (360, 640, 3)
+    assert frames[-1].t_ms == pytest.approx(274 * 1000 / 29.97, abs=0.5)
