@@ -60,7 +60,7 @@ def run(images: str, records: Sequence[FaceRecord], finder: FaceFinder, out: Pat
         base = metrics.summarize_nme(base_errors)
         summary["baseline"] = {"labels": os.path.abspath(baseline), **base}
         curves.append((_legend(f"baseline {Path(baseline).stem}", base), *metrics.ced_curve(base_errors)))
-    title = f"CED on {Path(images).name} ({summary['faces']} faces)"
+    title = f"CED on {'/'.join(Path(os.path.abspath(images)).parts[-2:])} ({summary['faces']} faces)"
     files = [write_csv(out / "landmarks.csv", rows), write_json(out / "landmarks.json", summary),
              Path(write_ced(str(out / "ced.png"), curves, title))]
     return summary, files

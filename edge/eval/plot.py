@@ -20,8 +20,10 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 def draw_ced(curves: Sequence[Curve], title: str) -> np.ndarray:
     """A white BGR image with each CED curve over NME in [0, max x] and fraction in [0, 1]."""
-    w, h = _SIZE
+    legend_h = 22 * len(curves)  # the legend goes under the axes, where it hides no curve
+    w, h = _SIZE[0], _SIZE[1] + legend_h
     left, top, right, bottom = _MARGIN
+    bottom += legend_h
     img = np.full((h, w, 3), 255, np.uint8)
     x_max = max(float(x[-1]) for _, x, _ in curves)
 
@@ -35,12 +37,14 @@ def draw_ced(curves: Sequence[Curve], title: str) -> np.ndarray:
         xt = tick * x_max
         _grid_line(img, to_px(np.array([xt, xt]), np.array([0, 1])), f"{xt:.2f}", "x")
     cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    for i, (label, x, y) in enumerate(curves):
-        color = _COLORS[i % len(_COLORS)]
-        cv2.polylines(img, [to_px(np.asarray(x), np.asarray(y))], False, color, 2, cv2.LINE_AA)
-        _text(img, label, (left + 12, top + 24 + 22 * i), color)
+    for i, (_, x, y) in enumerate(curves):
+        cv2.polylines(img, [to_px(np.asarray(x), np.asarray(y))], False, _COLORS[i % len(_COLORS)], 2, cv2.LINE_AA)
+    for i, (label, _, _) in enumerate(curves):
+        y = h - legend_h + 22 * i
+        cv2.line(img, (left, y - 5), (left + 24, y - 5), _COLORS[i % len(_COLORS)], 2, cv2.LINE_AA)
+        _text(img, label, (left + 32, y), (0, 0, 0))
     _text(img, f"{title}   (y: fraction of faces)", (left, top - 10), (0, 0, 0))
-    _text(img, "NME (inter-ocular)", (w // 2 - 80, h - 15), (0, 0, 0))
+    _text(img, "NME (inter-ocular)", (w // 2 - 80, h - legend_h - 22), (0, 0, 0))
     return img
 
 
