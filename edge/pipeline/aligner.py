@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -53,7 +53,10 @@ class Aligner:
 
     def run_crops(self, crops: np.ndarray, matrices: np.ndarray, angles_deg: np.ndarray) -> Alignment:
         """The network and post-processing on already-warped crops (GPU pre-processing enters here)."""
-        out = self.engine.infer({INPUT_NAME: crops})
+        return self.decode_outputs(self.engine.infer({INPUT_NAME: crops}), matrices, angles_deg)
+
+    def decode_outputs(self, out: Mapping[str, np.ndarray], matrices: np.ndarray, angles_deg: np.ndarray) -> Alignment:
+        """Raw network outputs -> frame landmarks and pose (any backend, CPU- or GPU-warped crops)."""
         return Alignment(
             landmarks_px=landmarks_to_frame(out["landmarks"], matrices, self.spec.input_size),
             pose_deg=pose_to_frame(out["pose"], angles_deg),

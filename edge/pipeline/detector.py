@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -113,13 +113,19 @@ class FaceDetector:
             raise ValueError(f"max_faces must be >= 1 or None (no limit), got {max_faces}")
         self.nms_iou, self.max_faces = nms_iou, max_faces
         # warp_crops reads only input_size/mean/std: MediaPipe's [-1,1] scaling on a detector-sized square
-        self._pixels = replace(ModelSpec(), input_size=self.input_size, mean=127.5, std=127.5)
+        self.pixels = replace(ModelSpec(), input_size=self.input_size, mean=127.5, std=127.5)
+
+    def letterbox(self, frame_shape: Tuple[int, ...]) -> CropBox:
+        """The square that holds the whole frame (black bars), as a crop the warp understands."""
+        h, w = frame_shape[:2]
+        return CropBox(w / 2.0, h / 2.0, float(max(w, h)))
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
-        h, w = frame_bgr.shape[:2]
-        letterbox = CropBox(w / 2.0, h / 2.0, float(max(w, h)))
-        image, matrices = warp_crops(frame_bgr, [letterbox], self._pixels)
-        out = self.engine.infer({INPUT_NAME: image})
+        image, matrices = warp_crops(frame_bgr, [self.letterbox(frame_bgr.shape)], self.pixels)
+        return self.decode_outputs(self.engine.infer({INPUT_NAME: image}), matrices)
+
+    def decode_outputs(self, out: Mapping[str, np.ndarray], matrices: np.ndarray) -> Detections:
+        """Raw network outputs of one letterboxed frame -> detections in frame pixels (any backend)."""
         boxes, scores, keypoints = decode(out[REGRESSORS][0], out[CLASSIFICATORS][0, :, 0], self.anchors,
                                           self.input_size, self.score_threshold)
         boxes, scores, keypoints = weighted_nms(boxes, scores, keypoints, self.nms_iou, self.max_faces)
