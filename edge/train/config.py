@@ -76,7 +76,7 @@ class OptimConfig:
     weight_decay: float = 0.0001
     warmup_steps: int = 300
     min_lr_ratio: float = 0.01  # cosine ends at lr * this
-    threads: int = 2  # torch intra-op threads
+    threads: int = 1  # torch intra-op threads (1 beats 2 on a shared 2-core CPU)
     workers: int = 1  # DataLoader processes (0 = in the training process)
     seed: int = 0
 

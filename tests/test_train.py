@@ -1,0 +1,178 @@
+"""Training: flip bookkeeping, crop targets on real warps, losses, one real training step and resume.
+
+Everything runs on generated faces (a drawn 68-point face written as image + .pts), no shared data.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edge.errors import ConfigError
+from edge.model.atpn import load_checkpoint
+from edge.model.spec import ModelSpec
+from edge.pipeline.crop import crop_from_landmarks, eye_centers
+from edge.train.augment import FLIP_68, flip_patch
+from edge.train.boxes import negative_box
+from edge.train.checkpoint import load_training_state
+from edge.train.config import AugmentConfig, train_config_from_dict
+from edge.train.data import CropDataset
+from edge.train.datasets import FaceRecord, write_teacher_npz
+from edge.train.losses import wing
+from edge.train.sources import Source
+from edge.train.train import run
+
+
+def template_face() -> np.ndarray:
+    """A left-right symmetric 68-point face in [-1,1] units, in the 300-W point order."""
+    phi = np.linspace(-0.2, math.pi + 0.2, 17)
+    jaw = np.stack([-np.cos(phi), 1.1 * np.sin(phi)], 1)
+    bx = np.linspace(0.15, 0.75, 5)
+    brow_y = -0.55 - 0.1 * np.sin(np.linspace(0.3, 2.8, 5))
+    brows = np.concatenate([np.stack([-bx[::-1], brow_y], 1), np.stack([bx, brow_y[::-1]], 1)])
+    bridge = np.stack([np.zeros(4), np.linspace(-0.4, 0.05, 4)], 1)
+    nostrils = np.stack([np.linspace(-0.2, 0.2, 5), np.full(5, 0.2)], 1)
+    a = np.radians([180, 120, 60, 0, -60, -120])
+    eye = np.stack([0.15 * np.cos(a), -0.07 * np.sin(a)], 1)
+    eyes = np.concatenate([eye + (-0.4, -0.3), eye + (0.4, -0.3)])
+    m = np.radians(np.r_[np.arange(180, -1, -30), np.arange(-30, -151, -30)])
+    outer = np.stack([0.35 * np.cos(m), 0.55 - 0.15 * np.sin(m)], 1)
+    i = np.radians([180, 135, 90, 45, 0, -45, -90, -135])
+    inner = np.stack([0.25 * np.cos(i), 0.55 - 0.07 * np.sin(i)], 1)
+    return np.concatenate([jaw, brows, bridge, nostrils, eyes, outer, inner])
+
+
+def synthetic_face(rng: np.random.Generator, size: int = 160):
+    """A drawn face at a random place, scale and roll: (BGR image, [68,2] float32 landmarks)."""
+    a = math.radians(rng.uniform(-20, 20))
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    pts = template_face() @ rot.T * rng.uniform(0.22, 0.3) * size + rng.uniform(0.4, 0.6, 2) * size
+    image = np.full((size, size, 3), rng.integers(0, 120, 3), np.uint8)
+    cv2.fillPoly(image, [np.round(pts[:17]).astype(np.int32)], (150, 180, 220))
+    for lo, hi, closed in ((17, 22, False), (22, 27, False), (27, 31, False), (31, 36, False),
+                           (36, 42, True), (42, 48, True), (48, 60, True), (60, 68, True)):
+        cv2.polylines(image, [np.round(pts[lo:hi]).astype(np.int32)], closed, (40, 30, 30), 1)
+    return image, pts.astype(np.float32)
+
+
+def write_faces(folder, n: int, seed: int = 0):
+    """n drawn faces as image + .pts (the HELEN layout) and teacher poses for them."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k in range(n):
+        image, pts = synthetic_face(rng)
+        cv2.imwrite(str(folder / f"face{k}.jpg"), image)
+        body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in pts)
+        (folder / f"face{k}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
+        files.append(f"face{k}.jpg")
+    return files
+
+
+def test_flip_permutation_mirrors_the_symmetric_face_onto_itself():
+    face = template_face()
+    mirrored = face[FLIP_68] * (-1.0, 1.0)
+    np.testing.assert_allclose(mirrored, face, atol=1e-12)
+    np.testing.assert_array_equal(FLIP_68[FLIP_68], np.arange(68))
+
+
+def test_flip_patch_twice_is_identity_and_swaps_the_eyes():
+    rng = np.random.default_rng(1)
+    patch = rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    pts = rng.uniform(0, 111, (68, 2)).astype(np.float32)
+    pose = np.array([20.0, -5.0, 8.0], np.float32)
+    p1, l1, q1 = flip_patch(patch, pts, pose)
+    np.testing.assert_allclose(q1, [-20.0, -5.0, -8.0])
+    right_before, left_before = eye_centers(pts)
+    right_after, _ = eye_centers(l1)
+    np.testing.assert_allclose(right_after, [111 - left_before[0], left_before[1]], atol=1e-4)
+    p2, l2, q2 = flip_patch(p1, l1, q1)
+    np.testing.assert_array_equal(p2, patch)
+    np.testing.assert_allclose(l2, pts, atol=1e-4)
+    np.testing.assert_allclose(q2, pose)
+
+
+@pytest.mark.parametrize("flip, point, target_index", [(0.0, 36, 36), (1.0, 36, 45), (1.0, 48, 54), (0.0, 8, 8)])
+def test_crop_targets_land_on_the_drawn_point(flip, point, target_index):
+    """A dot drawn at one landmark appears in the augmented crop where that sample's target says."""
+    rng = np.random.default_rng(2)
+    _, pts = synthetic_face(rng, 200)
+    pts = np.round(pts).astype(np.float32)
+    image = np.zeros((200, 200, 3), np.uint8)
+    cv2.circle(image, (int(pts[point, 0]), int(pts[point, 1])), 2, (255, 255, 255), -1)
+    off = dict(colour_prob=0.0, gray_prob=0.0, blur_prob=0.0, occlusion_prob=0.0, jpeg_prob=0.0, noise_prob=0.0)
+    augment = AugmentConfig(flip_prob=flip, **off)
+    records = [FaceRecord("unused.jpg", pts, np.array([10.0, 0.0, 0.0], np.float32))]
+    ds = CropDataset([Source("drawn", records, 1.0, 1.0, True)], ModelSpec(), augment, negative_fraction=0.0)
+    ds._images["unused.jpg"] = image
+    for _ in range(5):
+        sample = ds[0]
+        bright = sample["crop"].mean(0) > 0.5
+        ys, xs = np.nonzero(bright)
+        assert len(xs) > 0, "the dot left the crop"
+        target = sample["landmarks"][target_index] * 112
+        assert abs(xs.mean() - target[0]) < 1.0 and abs(ys.mean() - target[1]) < 1.0
+        assert sample["track"] == 1.0 and sample["pose_mask"] == 1.0
+        assert sample["pose"][0] == pytest.approx(-10.0 if flip else 10.0)
+
+
+def test_negative_boxes_lose_the_face():
+    rng = np.random.default_rng(3)
+    _, pts = synthetic_face(rng, 400)
+    base = crop_from_landmarks(pts, 1.6)
+    for _ in range(200):
+        box = negative_box(pts, (400, 400), 1.6, rng)
+        if box is None:
+            continue
+        shift = math.hypot(box.cx - base.cx, box.cy - base.cy) / base.size
+        scale = box.size / base.size
+        turn = abs((box.angle_deg - base.angle_deg + 180) % 360 - 180)
+        assert shift >= 0.44 or scale >= 2.2 or scale <= 0.8 or turn >= 89.9
+
+
+def test_wing_is_continuous_and_log_like_below_w():
+    w, eps = 0.09, 0.018
+    x = torch.tensor([w - 1e-7, w + 1e-7])
+    lo, hi = wing(x, w, eps)
+    assert float(lo) == pytest.approx(float(hi), abs=1e-5)
+    assert float(wing(torch.tensor(eps), w, eps)) == pytest.approx(w * math.log(2.0))
+
+
+def test_unknown_config_key_is_one_line_error():
+    with pytest.raises(ConfigError, match="optim.epochz"):
+        train_config_from_dict({"optim": {"epochz": 3}})
+
+
+def test_one_training_step_then_resume_continues_the_epoch_count(tmp_path):
+    files = write_faces(tmp_path / "faces", 3)
+    teacher = tmp_path / "teacher"
+    pose = np.array([[10, 0, 0], [-15, 5, 3], [0, 0, -4]], np.float32)
+    for name in ("helen_train", "helen_test"):
+        write_teacher_npz(str(teacher / f"{name}.npz"), str(tmp_path / "faces"), files,
+                          np.zeros((3, 68, 2), np.float32), pose, np.ones(3, bool))
+    cfg = train_config_from_dict({
+        "data": {"helen_train": str(tmp_path / "faces"), "helen_test": str(tmp_path / "faces"),
+                 "teacher_dir": str(teacher), "samples_per_epoch": 4, "cache_helen": False},
+        "optim": {"epochs": 1, "batch_size": 4, "workers": 0, "warmup_steps": 1},
+        "output": {"dir": str(tmp_path / "run"), "export": str(tmp_path / "atpn68.pt")},
+    })
+    metrics = run(cfg)
+    assert math.isfinite(metrics["train_loss"]) and 0.0 <= metrics["nme"] < 1.0 and "pose_mean_mae" in metrics
+    first = load_training_state(str(tmp_path / "run" / "last.pt"))
+    assert (first["epoch"], first["step"]) == (1, 1)
+    exported = load_checkpoint(str(tmp_path / "atpn68.pt"))
+    assert torch.equal(exported.state_dict()["landmark_out.weight"], first["model"]["landmark_out.weight"])
+    assert exported.state_dict()["landmark_out.weight"].abs().sum() > 0  # it trained: the zero init moved
+    longer = train_config_from_dict({**_as_dict(cfg), "optim": {**_as_dict(cfg)["optim"], "epochs": 2}})
+    run(longer, resume=str(tmp_path / "run" / "last.pt"))
+    second = load_training_state(str(tmp_path / "run" / "last.pt"))
+    assert (second["epoch"], second["step"]) == (2, 2)
+
+
+def _as_dict(cfg):
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
