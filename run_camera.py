@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from typing import List, Optional
 
-from edge.config import DISPLAY_MODES, load_config
+from edge.config import DISPLAY_MODES, PRECISIONS, Config, load_config
 from edge.errors import EdgeError
 from edge.pipeline.sources import USAGE
 from edge.pipeline.stats import RunStats
@@ -19,7 +21,8 @@ from edge.runtime import BACKENDS
 OVERRIDES = {"input": "source.input", "max_frames": "source.max_frames", "backend": "runtime.backend",
              "threads": "runtime.threads", "detect_every": "tracker.detect_every",
              "track_threshold": "tracker.track_threshold", "display": "output.display", "save": "output.save",
-             "json": "output.json", "quiet": "output.quiet"}
+             "json": "output.json", "quiet": "output.quiet",
+             "precision": "runtime.precision"}
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -34,7 +37,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--detect-every", type=int, help="re-detect every K frames for new faces (0 = only on loss)")
     ap.add_argument("--track-threshold", type=float, help="ATPN track score below which a track ends")
     ap.add_argument("--threads", type=int, help="ONNX Runtime threads per model (0 = all cores)")
+    ap.add_argument("--precision", choices=PRECISIONS, help="TensorRT engine precision when built from ONNX")
     ap.add_argument("--quiet", "-q", action="store_true", default=None, help="no progress line, no summary")
+    ap.add_argument("--benchmark", type=int, nargs="?", const=5, metavar="RUNS",
+                    help="decode the input first, then time RUNS passes (default 5): FPS, per-stage and GPU "
+                         "p50/p90/p99; report to stdout and --json (default out/benchmark.json)")
     return ap.parse_args(argv)
 
 
@@ -46,6 +53,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from edge.pipeline import app
 
         config = load_config(args.config).with_overrides({key: getattr(args, flag) for flag, key in OVERRIDES.items()})
+        if args.benchmark:
+            return run_benchmark(config, args.benchmark, args.json or os.path.join("out", "benchmark.json"))
         app.run(config, stats, log=say)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -54,6 +63,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         say(stats.format_summary())
         return 130
     say(stats.format_summary())
+    return 0
+
+
+def run_benchmark(config: Config, runs: int, report_path: str) -> int:
+    """trtexec-style timing of the whole loop on the configured input; the JSON report goes to `report_path`."""
+    from edge.pipeline.benchmark import benchmark, decode_frames, format_report
+
+    images = decode_frames(config.source.input, config.source.max_frames)
+    print(f"benchmark: {len(images)} frames from {config.source.input} decoded; {runs} timed runs", flush=True)
+    report = benchmark(images, config, runs, log=lambda line: print(line, flush=True))
+    print(format_report(report))
+    os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"report: {report_path}")
     return 0
 
 

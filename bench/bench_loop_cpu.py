@@ -14,13 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -30,11 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from edge.config import load_config  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
-from edge.pipeline.app import open_pipeline  # noqa: E402
-from edge.pipeline.loop import run_loop  # noqa: E402
-from edge.pipeline.outputs import Outputs  # noqa: E402
-from edge.pipeline.sources import MemorySource, VideoFileSource  # noqa: E402
-from edge.pipeline.stats import RunStats  # noqa: E402
+from edge.pipeline.benchmark import benchmark, decode_frames, format_report  # noqa: E402
 
 CLIP = ROOT.parent / "shared" / "data" / "clips" / "hamilton_640x360.mp4"
 PEER = ROOT.parent / "shared" / "peers" / "bench_mediapipe.py"
@@ -43,27 +36,9 @@ TARGETS = {"fps": 300.0, "face_fraction": 0.95, "peak_rss_mb": 600.0}
 
 
 def time_ours(clip: Path, config_path: Optional[str], threads: int, runs: int) -> Dict[str, Any]:
-    with VideoFileSource(str(clip)) as source:
-        images = [frame.image for frame in source]
+    images = decode_frames(str(clip))
     config = load_config(config_path).with_overrides({"runtime.threads": threads})
-    results = []
-    with ExitStack() as stack:
-        pipeline = open_pipeline(config, stack)
-        for _ in range(runs):
-            pipeline.tracker.reset()
-            stats = RunStats()
-            start = time.perf_counter()
-            run_loop(MemorySource(images), pipeline, Outputs(None), stats)
-            wall = time.perf_counter() - start
-            summary = stats.summary()
-            summary["wall_fps"] = len(images) / wall
-            results.append(summary)
-            print(f"  ours: {summary['wall_fps']:.1f} FPS, face on {summary['frames_with_face']}/{len(images)}, "
-                  f"detector on {100 * float(summary['detector_fraction']):.1f} %", flush=True)
-    median = sorted(results, key=lambda r: r["wall_fps"])[len(results) // 2]
-    return {"frames": len(images), "threads": threads, "backend": config.runtime.backend,
-            "fps_runs": [r["wall_fps"] for r in results], "median_run": median,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    return benchmark(images, config, runs, log=lambda line: print(line, flush=True))
 
 
 def time_peer(clip: Path, runs: int) -> Optional[Dict[str, Any]]:
@@ -129,11 +104,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               "fps_ratio_ours_over_mediapipe": ratio, "targets": TARGETS, "meets": verdict(ours)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
-    print(f"median run: {run['wall_fps']:.1f} FPS end-to-end after decode, face on {run['frames_with_face']}/"
-          f"{run['frames']} frames, detector on {100 * run['detector_fraction']:.1f} %, "
-          f"peak RSS {ours['peak_rss_mb']:.0f} MB")
-    for name, row in run["stages_ms"].items():
-        print(f"  {name:<10} p50 {row['p50']:7.2f}  p90 {row['p90']:7.2f}  p99 {row['p99']:7.2f} ms")
+    print(format_report(ours))
     if ratio is not None:
         print(f"ours / MediaPipe Face Mesh FPS: {ratio:.2f}")
     print(f"targets met: {report['meets']}  -> {args.out}")

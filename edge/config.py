@@ -34,13 +34,18 @@ class ModelsConfig:
         return str(p if p.is_absolute() else PROJECT_ROOT / p)
 
 
+PRECISIONS = ("fp32", "fp16")  # INT8: build the engine with build_engine.py and point models.* at the .engine
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     backend: str = "onnxruntime"
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = all cores
+    precision: str = "fp16"  # TensorRT engines built from ONNX models on first use (cached in engines/)
 
     def __post_init__(self) -> None:
         _require(self.backend in BACKENDS, "runtime.backend", f"one of {', '.join(BACKENDS)}", self.backend)
+        _require(self.precision in PRECISIONS, "runtime.precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         _require(self.threads >= 0, "runtime.threads", ">= 0 (0 = all cores)", self.threads)
 
 

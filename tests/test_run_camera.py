@@ -78,3 +78,13 @@ def test_ctrl_c_prints_the_summary_and_exits_130(tmp_path, astronaut_bgr):
     assert "Traceback" not in stderr and "p50 ms" in stderr
     lines = jsonl.read_text().splitlines()
     assert len(lines) >= 3 and all(json.loads(line)["index"] == i for i, line in enumerate(lines))
+
+
+def test_benchmark_times_decoded_frames_and_writes_a_report(tmp_path):
+    model_path("atpn68.onnx")
+    report = tmp_path / "bench.json"
+    out = run_cli("--input", "demo", "--max-frames", "12", "--benchmark", "2", "--json", str(report), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "FPS end-to-end after decode" in out.stdout and "align_net" in out.stdout
+    data = json.loads(report.read_text())
+    assert data["frames"] == 12 and len(data["fps_runs"]) == 2 and data["median_run"]["frames"] == 12

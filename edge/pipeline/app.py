@@ -19,17 +19,39 @@ from edge.runtime import open_engine
 
 
 def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
-    """Both engines on the configured backend (closed with `stack`), wired into one pipeline."""
+    """Both engines on the configured backend (closed with `stack`), wired into one pipeline.
+
+    TensorRT runs the GPU pipeline (pre-processing on the device, one stream); its engines come
+    from the configured ONNX files, built on first use and cached, like jetson-inference."""
     runtime = config.runtime
-    detector_engine = stack.enter_context(open_engine(config.models.path("detector"), runtime.backend,
+    max_faces = config.tracker.max_faces
+    detector_engine = stack.enter_context(open_engine(model_file(config, "detector", "1"), runtime.backend,
                                                       runtime.threads))
-    atpn_engine = stack.enter_context(open_engine(config.models.path("atpn"), runtime.backend, runtime.threads))
+    atpn_engine = stack.enter_context(open_engine(model_file(config, "atpn", f"1:{max_faces}:{max_faces}"),
+                                                  runtime.backend, runtime.threads))
     aligner = Aligner(atpn_engine)
     detector = FaceDetector(detector_engine, score_threshold=config.detector.score_threshold)
     scale = aligner.spec.crop_scale
     tracker = Tracker(config.tracker, crop_scale=scale,
                       place_detection=partial(crop_for_detection, scale=scale, variant=detector.variant))
-    return FacePipeline(detector, aligner, tracker)
+    if runtime.backend != "tensorrt":
+        return FacePipeline(detector, aligner, tracker)
+    from edge.pipeline.gpu_pipeline import GpuFacePipeline
+
+    pipeline = GpuFacePipeline(detector, aligner, tracker, max_faces)
+    stack.callback(pipeline.close)
+    return pipeline
+
+
+def model_file(config: Config, name: str, batch: str) -> str:
+    """The file the backend loads: the configured one, or for TensorRT the engine built from that ONNX."""
+    path = config.models.path(name)
+    if config.runtime.backend != "tensorrt" or not path.endswith(".onnx"):
+        return path
+    from edge.build.builder import build_engine
+    from edge.build.options import BuildRequest
+
+    return build_engine(BuildRequest(onnx=path, fp16=config.runtime.precision == "fp16", batch=batch)).engine_path
 
 
 def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda line: None) -> RunStats:

@@ -1,0 +1,90 @@
+"""Timing the loop the way trtexec times an engine: frames decoded first, then several timed runs.
+
+Reports end-to-end FPS after decode, per-stage p50/p90/p99, GPU compute per engine (CUDA events,
+TensorRT backend), frames with a face, the detector's share of frames, peak RSS and, on Jetson,
+the power mode. Used by `run_camera.py --benchmark` and `bench/bench_loop_cpu.py`.
+"""
+from __future__ import annotations
+
+import resource
+import shutil
+import subprocess
+import time
+from contextlib import ExitStack
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from edge.config import Config
+from edge.pipeline.app import open_pipeline
+from edge.pipeline.loop import run_loop
+from edge.pipeline.outputs import Outputs
+from edge.pipeline.sources import MemorySource, open_source
+from edge.pipeline.stats import RunStats, percentiles
+
+
+def decode_frames(uri: str, max_frames: int = 0) -> List[np.ndarray]:
+    """Every frame of a source in memory (a live camera: the first `max_frames`, default 300)."""
+    with open_source(uri) as source:
+        limit = max_frames or (300 if source.live else 0)
+        images = []
+        for frame in source:
+            images.append(frame.image)
+            if limit and len(images) >= limit:
+                break
+    return images
+
+
+def benchmark(images: List[np.ndarray], config: Config, runs: int,
+              log: Callable[[str], None] = lambda line: None) -> Dict[str, Any]:
+    """`runs` passes over `images` with a fresh tracker each; the median run (by FPS) is reported."""
+    results = []
+    with ExitStack() as stack:
+        pipeline = open_pipeline(config, stack)
+        gpu = getattr(pipeline, "gpu", None)
+        for k in range(runs):
+            pipeline.tracker.reset()
+            if gpu is not None:
+                gpu.ms.clear()
+            stats = RunStats()
+            start = time.perf_counter()
+            run_loop(MemorySource(images), pipeline, Outputs(None), stats)
+            summary = stats.summary()
+            summary["wall_fps"] = len(images) / (time.perf_counter() - start)
+            if gpu is not None:
+                summary["gpu_ms"] = {name: percentiles(ms) for name, ms in gpu.ms.items()}
+            results.append(summary)
+            log(f"  run {k + 1}: {summary['wall_fps']:.1f} FPS, face on {summary['frames_with_face']}/{len(images)}, "
+                f"detector on {100 * float(summary['detector_fraction']):.1f} %")
+    median = sorted(results, key=lambda r: r["wall_fps"])[len(results) // 2]
+    return {"frames": len(images), "backend": config.runtime.backend, "threads": config.runtime.threads,
+            "fps_runs": [r["wall_fps"] for r in results], "median_run": median,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "power_mode": power_mode()}
+
+
+def power_mode() -> Optional[str]:
+    """Jetson's `nvpmodel -q` (e.g. 'NV Power Mode: MAXN'), or None elsewhere."""
+    if shutil.which("nvpmodel") is None:
+        return None
+    try:
+        out = subprocess.run(["nvpmodel", "-q"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             universal_newlines=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    return lines[0] if lines else None
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    run = report["median_run"]
+    lines = [f"median of {len(report['fps_runs'])} runs ({report['backend']}): {run['wall_fps']:.1f} FPS end-to-end "
+             f"after decode, face on {run['frames_with_face']}/{run['frames']} frames, detector on "
+             f"{100 * run['detector_fraction']:.1f} %, peak RSS {report['peak_rss_mb']:.0f} MB"]
+    for name, row in run["stages_ms"].items():
+        lines.append(f"  {name:<10} p50 {row['p50']:7.2f}  p90 {row['p90']:7.2f}  p99 {row['p99']:7.2f} ms")
+    for name, row in run.get("gpu_ms", {}).items():
+        lines.append(f"  GPU {name:<6} p50 {row['p50']:7.3f}  p90 {row['p90']:7.3f}  p99 {row['p99']:7.3f} ms "
+                     "(CUDA events, compute only)")
+    if report.get("power_mode"):
+        lines.append(f"  power mode: {report['power_mode']}")
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""The camera loop's GPU path: TensorRT engines, pre-processing on the device, one CUDA stream.
+
+Per frame the image crosses to the GPU once (not at all on Jetson, where its buffer is mapped).
+The detector's letterbox and every ATPN crop are warped there by one kernel, straight into the
+engines' input buffers; kernels and engines queue on the shared stream and the host waits once
+per engine call (on a frame that re-detects, the tracker needs the detections before it can place
+the crops, so such a frame waits twice). CUDA events time each engine on the GPU itself.
+Tracker, decoding and outputs are the CPU pipeline's own.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import numpy as np
+
+from edge.model.spec import INPUT_NAME
+from edge.pipeline.aligner import Aligner, Alignment
+from edge.pipeline.crop import CropBox
+from edge.pipeline.blazeface_convert import INPUT_NAME as DETECTOR_INPUT
+from edge.pipeline.detector import Detections, FaceDetector
+from edge.pipeline.gpu_crop import GpuCropper
+from edge.pipeline.loop import FacePipeline
+from edge.pipeline.tracker import Tracker
+from edge.runtime.tensorrt import TensorRTEngine
+from edge.types import Face
+
+
+class GpuTimer:
+    """GPU milliseconds per engine call, from CUDA events on the loop's stream."""
+
+    def __init__(self, cuda: Any) -> None:
+        self._start, self._end = cuda.Event(), cuda.Event()
+        self.ms: Dict[str, List[float]] = {}
+
+    def begin(self, stream: Any) -> None:
+        self._start.record(stream)
+
+    def end(self, stream: Any) -> None:
+        self._end.record(stream)
+
+    def collect(self, name: str) -> None:
+        """After the stream sync: the elapsed time between the two events."""
+        self.ms.setdefault(name, []).append(self._end.time_since(self._start))
+
+
+class GpuFacePipeline(FacePipeline):
+    def __init__(self, detector: FaceDetector, aligner: Aligner, tracker: Tracker, max_faces: int) -> None:
+        super().__init__(detector, aligner, tracker)
+        self.det_engine = _tensorrt(detector.engine)
+        self.atpn_engine = _tensorrt(aligner.engine)
+        self.ctx = self.atpn_engine.cuda
+        self.cropper = GpuCropper(self.ctx, max_faces)
+        self.gpu = GpuTimer(self.ctx.cuda)
+
+    def process(self, image: np.ndarray) -> List[Face]:
+        with self.timer.stage("capture"):  # the frame's upload is part of getting it
+            self.cropper.upload(image)
+        with self.ctx.active():
+            return super().process(image)
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        det = self.detector
+        with self.timer.stage("detect"):
+            matrices = self.cropper.warp([det.letterbox(image.shape)], det.pixels,  # type: ignore[attr-defined]
+                                         self.det_engine.device_input(DETECTOR_INPUT))
+            out = self._run(self.det_engine, 1, "detector")
+            return det.decode_outputs(out, matrices)  # type: ignore[attr-defined]
+
+    def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
+        with self.timer.stage("align_pre"):
+            matrices = self.cropper.warp(boxes, self.aligner.spec, self.atpn_engine.device_input(INPUT_NAME))
+            angles = np.array([b.angle_deg for b in boxes], dtype=np.float32)
+        with self.timer.stage("align_net"):
+            out = self._run(self.atpn_engine, len(boxes), "atpn")
+            return self.aligner.decode_outputs(out, matrices, angles)
+
+    def _run(self, engine: TensorRTEngine, batch: int, name: str) -> Dict[str, np.ndarray]:
+        stream = self.ctx.stream
+        engine.set_batch(batch)
+        self.gpu.begin(stream)
+        engine.enqueue()
+        self.gpu.end(stream)
+        stream.synchronize()
+        self.gpu.collect(name)
+        return engine.outputs_view()
+
+    def close(self) -> None:
+        self.cropper.close()
+
+
+def _tensorrt(engine: object) -> TensorRTEngine:
+    if not isinstance(engine, TensorRTEngine):
+        raise TypeError(f"the GPU pipeline needs TensorRT engines, got {type(engine).__name__}")
+    return engine
