@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from edge.errors import DatasetError
 from edge.train import teacher_geometry as geo
 
 RNG = np.random.default_rng(1)
@@ -93,3 +94,18 @@ def test_fit_mapping_recovers_a_known_affine_combination():
     assert cv_nme < 1e-4
     np.testing.assert_allclose(weights.sum(1), 1, atol=1e-9)
     np.testing.assert_allclose(geo.apply_mapping(meshes, indices, weights), targets, atol=1e-3)
+
+
+def test_the_shipped_fit_is_a_valid_map_and_mean_face():
+    fit = geo.TeacherFit.load(geo.DEFAULT_FIT)
+    assert fit.indices.shape == fit.weights.shape and fit.indices.shape[0] == 68
+    assert fit.indices.min() >= 0 and fit.indices.max() < geo.MESH_POINTS
+    np.testing.assert_allclose(fit.weights.sum(1), 1, atol=1e-5)
+    assert fit.mean_face.shape == (geo.MESH_POINTS, 3) and len(fit.pose_points) > 100
+    for right, left in geo.MIRROR_PAIRS:  # the subject's right side is on -x
+        assert fit.mean_face[right, 0] < 0 < fit.mean_face[left, 0]
+
+
+def test_a_missing_fit_says_how_to_make_one(tmp_path):
+    with pytest.raises(DatasetError, match="--refit"):
+        geo.TeacherFit.load(str(tmp_path / "none.npz"))

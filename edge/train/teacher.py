@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from edge.errors import EdgeError
 from edge.eval.metrics import nme, summarize_nme
@@ -28,7 +29,6 @@ from edge.train import teacher_geometry as geo
 from edge.train.datasets import list_images, load_teacher_arrays, read_pts, write_teacher_npz
 
 SETS = {"helen_train": "helen/train", "helen_test": "helen/test", "utkface": "utkface"}
-DEFAULT_FIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "teacher_fit.npz")
 PAD_FRACTION = 0.25  # faces filling the whole image (UTKFace) escape the detector until given a border
 NEIGHBOURS = (1, 3, 6, 10, 16, 24, 32)
 RIDGES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -62,8 +62,6 @@ class MeshRunner:
 
 def run_meshes(runner: MeshRunner, folder: str, files: List[str], desc: str, flip: bool = False) -> np.ndarray:
     """[M,468,3] px for every image (NaN where no face was found); `flip` mirrors each image first."""
-    from tqdm import tqdm
-
     out = np.full((len(files), geo.MESH_POINTS, 3), np.nan, dtype=np.float32)
     for i, name in enumerate(tqdm(files, desc=desc, unit="img", mininterval=2.0)):
         bgr = cv2.imread(os.path.join(folder, name))
@@ -141,7 +139,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--data", default="../shared/data", help="folder holding helen/train, helen/test, utkface")
     ap.add_argument("--out", default="cache/teacher", help="where the label files and report.json go")
     ap.add_argument("--sets", nargs="+", choices=sorted(SETS), default=sorted(SETS))
-    ap.add_argument("--fit", default=DEFAULT_FIT, help="mean face + mesh->68 map (fitted on HELEN train)")
+    ap.add_argument("--fit", default=geo.DEFAULT_FIT, help="mean face + mesh->68 map (fitted on HELEN train)")
     ap.add_argument("--refit", action="store_true", help="refit --fit on HELEN train even if it exists")
     ap.add_argument("--remesh", action="store_true", help="rerun MediaPipe even where OUT holds meshes")
     ap.add_argument("--limit", type=int, default=0, help="first N images per set only (quick tries)")

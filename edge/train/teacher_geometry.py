@@ -12,6 +12,7 @@ line of edge.pipeline.crop; yaw > 0 turns the face toward the image's right, pit
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Sequence, Tuple
 
@@ -20,6 +21,7 @@ import numpy as np
 from edge.errors import DatasetError
 
 MESH_POINTS = 468
+DEFAULT_FIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "teacher_fit.npz")
 # Subject's right / left mesh points: outer and inner eye corners, mouth corners, cheek sides.
 MIRROR_PAIRS = ((33, 263), (133, 362), (61, 291), (234, 454))
 UPPER_LIP_TOP = 0  # pose is fitted above it: the mouth and jaw move with expression, not with the head
