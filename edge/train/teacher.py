@@ -1,7 +1,7 @@
 """Teacher labels where humans gave none: MediaPipe's face mesh, mapped to 68 points, plus head pose.
 
 MediaPipe needs numpy<2, so this runs in its own environment:
-    ../shared/peers/setup_peer_venv.sh /work/teacher-venv && /work/teacher-venv/bin/pip install tqdm
+    ../shared/peers/setup_peer_venv.sh /work/teacher-venv && /work/teacher-venv/bin/pip install tqdm==4.70.1
     nice -n 10 /work/teacher-venv/bin/python -m edge.train.teacher --data ../shared/data --out cache/teacher
 It imports only numpy, cv2, mediapipe, tqdm and numpy-only modules of edge/.
 
