@@ -95,8 +95,10 @@ def test_flip_patch_twice_is_identity_and_swaps_the_eyes():
     np.testing.assert_allclose(q2, pose)
 
 
-@pytest.mark.parametrize("flip, point, target_index", [(0.0, 36, 36), (1.0, 36, 45), (1.0, 48, 54), (0.0, 8, 8)])
-def test_crop_targets_land_on_the_drawn_point(flip, point, target_index):
+@pytest.mark.parametrize("flip, point, target_index, pad", [
+    (0.0, 36, 36, 0.0), (1.0, 36, 45, 0.0), (1.0, 48, 54, 0.0), (0.0, 8, 8, 0.5),  # pad: an edge-padded source
+])
+def test_crop_targets_land_on_the_drawn_point(flip, point, target_index, pad):
     """A dot drawn at one landmark appears in the augmented crop where that sample's target says."""
     rng = np.random.default_rng(2)
     _, pts = synthetic_face(rng, 200)
@@ -106,7 +108,7 @@ def test_crop_targets_land_on_the_drawn_point(flip, point, target_index):
     off = dict(colour_prob=0.0, gray_prob=0.0, blur_prob=0.0, occlusion_prob=0.0, jpeg_prob=0.0, noise_prob=0.0)
     augment = AugmentConfig(flip_prob=flip, **off)
     records = [FaceRecord("unused.jpg", pts, np.array([10.0, 0.0, 0.0], np.float32))]
-    ds = CropDataset([Source("drawn", records, 1.0, 1.0, True)], ModelSpec(), augment, negative_fraction=0.0)
+    ds = CropDataset([Source("drawn", records, 1.0, 1.0, True, edge_pad=pad)], ModelSpec(), augment, negative_fraction=0.0)
     ds._images["unused.jpg"] = image
     for _ in range(5):
         sample = ds[0]

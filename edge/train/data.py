@@ -50,17 +50,18 @@ class CropDataset(Dataset):
         s, r = self.index[i]
         source = self.sources[s]
         record = source.records[r]
-        image = self._image(record.image_path, source.cache_images)
+        image, offset = self._image(record.image_path, source)
+        face = record.landmarks + offset
         size = self.spec.input_size
         pose = np.zeros(3, np.float32)
         landmarks = np.zeros((self.spec.num_landmarks, 2), np.float32)
         if self.rng.random() < self.negative_fraction:
-            patch = self._negative(image, record.landmarks)
+            patch = self._negative(image, face)
             weight, pose_mask, track = 0.0, 0.0, 0.0
         else:
-            box = positive_box(record.landmarks, self.spec.crop_scale, self.augment, self.rng)
+            box = positive_box(face, self.spec.crop_scale, self.augment, self.rng)
             patch, matrix = warp_patch(image, box, size)
-            landmarks = landmarks_to_crop(record.landmarks, matrix, size) * size
+            landmarks = landmarks_to_crop(face, matrix, size) * size
             if record.pose_deg is not None:
                 pose = pose_to_crop(record.pose_deg, box.angle_deg)
             weight, pose_mask, track = source.landmark_weight, float(record.pose_deg is not None), 1.0
@@ -82,15 +83,19 @@ class CropDataset(Dataset):
             return texture_patch(self.spec.input_size, self.rng)
         return warp_patch(image, box, self.spec.input_size)[0]
 
-    def _image(self, path: str, cache: bool) -> np.ndarray:
+    def _image(self, path: str, source: Source) -> Tuple[np.ndarray, float]:
+        """The decoded image (edge-padded if the source asks) and the landmark offset that padding adds."""
         image: Optional[np.ndarray] = self._images.get(path)
         if image is None:
             image = cv2.imread(path, cv2.IMREAD_COLOR)
             if image is None:
                 raise DatasetError(f"{path}: cannot read the image; check the dataset folder")
-            if cache:
+            if source.cache_images:
                 self._images[path] = image
-        return image
+        pad = int(round(source.edge_pad * max(image.shape[:2])))
+        if pad:
+            image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        return image, float(pad)
 
 
 def seed_worker(worker_id: int) -> None:

@@ -12,6 +12,8 @@ from typing import List
 from edge.train.config import DataConfig
 from edge.train.datasets import FaceRecord, load_teacher_arrays, read_pts_folder, read_teacher_npz
 
+UTKFACE_PAD = 0.5  # UTKFace faces fill their 200 px images: unpadded, every crop would show a black frame
+
 
 @dataclass(frozen=True)
 class Source:
@@ -22,6 +24,7 @@ class Source:
     share: float
     landmark_weight: float
     cache_images: bool
+    edge_pad: float = 0.0  # pad images by repeating their edge, this fraction of their side (tight face crops)
 
 
 def teacher_file(cfg: DataConfig, name: str) -> str:
@@ -48,7 +51,7 @@ def training_sources(cfg: DataConfig) -> List[Source]:
         return [Source("helen", helen, 1.0, 1.0, cfg.cache_helen)]
     utk = read_teacher_npz(utk_npz, image_root=cfg.utkface)
     return [Source("helen", helen, cfg.helen_share, 1.0, cfg.cache_helen),
-            Source("utkface", utk, 1.0 - cfg.helen_share, cfg.teacher_landmark_weight, False)]
+            Source("utkface", utk, 1.0 - cfg.helen_share, cfg.teacher_landmark_weight, False, edge_pad=UTKFACE_PAD)]
 
 
 def validation_records(cfg: DataConfig) -> List[FaceRecord]:
