@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from edge.errors import ConfigError
 from edge.runtime import BACKENDS
@@ -27,7 +27,11 @@ def _require(ok: bool, key: str, expected: str, value: object) -> None:
 @dataclass(frozen=True)
 class ModelsConfig:
     atpn: str = "models/atpn68.onnx"
-    detector: str = "models/blazeface_full.onnx"
+    detector: str = "models/blazeface_short.onnx"  # tried first: close faces, 128 px, cheap
+    detector_far: str = "models/blazeface_full.onnx"  # when the first finds nothing: distant faces; "" = off
+
+    def detector_paths(self) -> List[str]:
+        return [self.path(name) for name in ("detector", "detector_far") if getattr(self, name)]
 
     def path(self, name: str) -> str:
         p = Path(getattr(self, name))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -10,7 +11,7 @@ from conftest import model_path
 from edge.errors import ModelError
 from edge.pipeline.blazeface_convert import CLASSIFICATORS, REGRESSORS
 from edge.pipeline.crop import crop_from_landmarks
-from edge.pipeline.detector import (KEYPOINT_NAMES, Detections, FaceDetector, crop_for_detection, decode, iou,
+from edge.pipeline.detector import (KEYPOINT_NAMES, DetectorCascade, Detections, FaceDetector, crop_for_detection, decode, iou,
                                     ssd_anchors, weighted_nms)
 from edge.runtime import open_engine
 
@@ -69,6 +70,20 @@ def test_letterbox_maps_back_to_frame_pixels(detector, astronaut_bgr):
     pasted_eye = (RIGHT_EYE_PX[0] - 100 + 180, RIGHT_EYE_PX[1] + 60)
     network_px = max(frame.shape) / detector.input_size  # frame pixels per network input pixel
     assert np.hypot(*(found.keypoints[0, 0] - pasted_eye)) < 2 * network_px
+
+
+def test_cascade_uses_the_far_model_only_when_the_near_one_finds_nothing(astronaut_bgr):
+    near, far = (FaceDetector(open_engine(str(model_path(f"blazeface_{v}.onnx")), threads=1)) for v in ("short", "full"))
+    cascade = DetectorCascade([near, far])
+    close = cascade.detect(astronaut_bgr)
+    assert len(close) == 1 and close.variant == "short"
+    distant = np.zeros((360, 640, 3), np.uint8)  # the face ~17 px wide: too small for the 128 px model
+    distant[100:196, 300:396] = cv2.resize(astronaut_bgr, (96, 96), interpolation=cv2.INTER_AREA)
+    assert len(near.detect(distant)) == 0
+    found = cascade.detect(distant)
+    assert len(found) == 1 and found.variant == "full"
+    assert 300 <= found.boxes_xyxy[0, 0] < found.boxes_xyxy[0, 2] <= 396
+    assert len(cascade.detect(np.zeros((360, 640, 3), np.uint8))) == 0
 
 
 def test_anchor_layouts_match_the_models():

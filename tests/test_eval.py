@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import partial
 
 import numpy as np
 import pytest
@@ -310,7 +311,7 @@ def test_tracking_with_a_perfect_aligner_tracks_and_rarely_detects(astronaut_bgr
     with open_engine(str(model_path("blazeface_short.onnx"))) as engine:  # the cheaper detector: this tests the tracking
         detector = FaceDetector(engine)
         tracker = Tracker(TrackerConfig(detect_every=30), crop_scale=1.6,
-                          place_detection=lambda box, kps: crop_for_detection(box, kps, 1.6, detector.variant))
+                          place_detection=partial(crop_for_detection, scale=1.6))
         counter = CountingDetector(detector)
         pipeline = FacePipeline(counter, oracle, tracker)
         rows = run_sequence(pipeline, counter, frames(), 0)

@@ -1,6 +1,7 @@
 """The tracker state machine on synthetic scenes: a fake detector and a fake ATPN that see the truth."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -72,7 +73,7 @@ def make_tracker(**overrides: object) -> Tracker:
     settings = dict(track_threshold=0.5, detect_every=10, max_faces=4)
     settings.update(overrides)
     return Tracker(TrackerConfig(**settings), crop_scale=CROP_SCALE,  # type: ignore[arg-type]
-                   place_detection=lambda box, kps: crop_for_detection(box, kps, CROP_SCALE))
+                   place_detection=partial(crop_for_detection, scale=CROP_SCALE))
 
 
 def run(tracker: Tracker, scene: Scene, frames: int, move=None) -> List[list]:

@@ -60,7 +60,8 @@ def collect_crops(source_uri: str, detector_path: str, spec: ModelSpec, max_crop
                 continue
             frames += 1
             dets = detector.detect(frame.image)
-            boxes = [crop_for_detection(box, kps, spec.crop_scale, detector.variant) for box, kps in zip(dets.boxes_xyxy, dets.keypoints)]
+            boxes = [crop_for_detection(box, kps, spec.crop_scale, dets.variant)
+                     for box, kps in zip(dets.boxes_xyxy, dets.keypoints)]
             if not boxes:
                 empty += 1
                 continue

@@ -20,7 +20,7 @@ from edge.errors import DatasetError
 from edge.eval.report import progress
 from edge.pipeline.aligner import Aligner
 from edge.pipeline.crop import CropBox, crop_from_landmarks
-from edge.pipeline.detector import FaceDetector
+from edge.pipeline.detector import DetectorCascade
 from edge.pipeline.tracker import PlaceFn, bounds, iou
 from edge.train.datasets import FaceRecord
 
@@ -47,7 +47,7 @@ class Aligned:
 class FaceFinder:
     """Locate a labelled face (detector or labels) and run ATPN on it for `passes` crops."""
 
-    def __init__(self, aligner: Aligner, detector: Optional[Tuple[FaceDetector, PlaceFn]], passes: int = 1) -> None:
+    def __init__(self, aligner: Aligner, detector: Optional[Tuple[DetectorCascade, PlaceFn]], passes: int = 1) -> None:
         """`detector`: the detector and how the tracker turns a detection into a crop; None: label boxes."""
         if passes < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
@@ -70,7 +70,7 @@ class FaceFinder:
         best = int(np.argmax(overlaps))
         if overlaps[best] < MATCH_IOU:
             return Located(None, float(found.scores[best]), overlaps[best])
-        crop = self.place_detection(found.boxes_xyxy[best], found.keypoints[best])
+        crop = self.place_detection(found.boxes_xyxy[best], found.keypoints[best], variant=found.variant)
         return Located(crop, float(found.scores[best]), overlaps[best])
 
     def align(self, image_bgr: np.ndarray, crop: CropBox) -> Aligned:

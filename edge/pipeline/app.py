@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 from edge.config import Config
 from edge.pipeline.aligner import Aligner
-from edge.pipeline.detector import FaceDetector, crop_for_detection
+from edge.pipeline.detector import DetectorCascade, FaceDetector, crop_for_detection
 from edge.pipeline.loop import FacePipeline, run_loop
 from edge.pipeline.outputs import Outputs, open_window
 from edge.pipeline.render import default_overlay
@@ -25,15 +25,17 @@ def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
     from the configured ONNX files, built on first use and cached, like jetson-inference."""
     runtime = config.runtime
     max_faces = config.tracker.max_faces
-    detector_engine = stack.enter_context(open_engine(model_file(config, "detector", "1"), runtime.backend,
-                                                      runtime.threads))
-    atpn_engine = stack.enter_context(open_engine(model_file(config, "atpn", f"1:{max_faces}:{max_faces}"),
+    detectors = []
+    for path in config.models.detector_paths():
+        engine = stack.enter_context(open_engine(engine_file(config, path, "1"), runtime.backend, runtime.threads))
+        detectors.append(FaceDetector(engine, score_threshold=config.detector.score_threshold))
+    atpn_engine = stack.enter_context(open_engine(engine_file(config, config.models.path("atpn"),
+                                                              f"1:{max_faces}:{max_faces}"),
                                                   runtime.backend, runtime.threads))
     aligner = Aligner(atpn_engine)
-    detector = FaceDetector(detector_engine, score_threshold=config.detector.score_threshold)
+    detector = DetectorCascade(detectors)
     scale = aligner.spec.crop_scale
-    tracker = Tracker(config.tracker, crop_scale=scale,
-                      place_detection=partial(crop_for_detection, scale=scale, variant=detector.variant))
+    tracker = Tracker(config.tracker, crop_scale=scale, place_detection=partial(crop_for_detection, scale=scale))
     if runtime.backend != "tensorrt":
         return FacePipeline(detector, aligner, tracker)
     from edge.pipeline.gpu_pipeline import GpuFacePipeline
@@ -43,9 +45,8 @@ def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
     return pipeline
 
 
-def model_file(config: Config, name: str, batch: str) -> str:
-    """The file the backend loads: the configured one, or for TensorRT the engine built from that ONNX."""
-    path = config.models.path(name)
+def engine_file(config: Config, path: str, batch: str) -> str:
+    """The file the backend loads: `path` itself, or for TensorRT the engine built from that ONNX."""
     if config.runtime.backend != "tensorrt" or not path.endswith(".onnx"):
         return path
     from edge.build.builder import build_engine

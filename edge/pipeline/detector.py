@@ -66,6 +66,7 @@ class Detections:
     boxes_xyxy: np.ndarray  # [K,4] float32
     scores: np.ndarray  # [K] float32, face probability
     keypoints: np.ndarray  # [K,6,2] float32, in KEYPOINT_NAMES order
+    variant: str = "short"  # the model that found them: its box convention places the first crop
 
     def __post_init__(self) -> None:
         k = _check_array("boxes_xyxy", self.boxes_xyxy, (None, 4))
@@ -76,9 +77,9 @@ class Detections:
         return len(self.scores)
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls, variant: str = "short") -> "Detections":
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
-                   np.zeros((0, len(KEYPOINT_NAMES), 2), np.float32))
+                   np.zeros((0, len(KEYPOINT_NAMES), 2), np.float32), variant)
 
 
 def _check_array(name: str, value: object, shape: Tuple[Optional[int], ...]) -> int:
@@ -130,11 +131,29 @@ class FaceDetector:
                                           self.input_size, self.score_threshold)
         boxes, scores, keypoints = weighted_nms(boxes, scores, keypoints, self.nms_iou, self.max_faces)
         if not len(scores):
-            return Detections.empty()
+            return Detections.empty(self.variant)
         points = np.concatenate([boxes.reshape(-1, 2, 2), keypoints], axis=1)  # corners + keypoints, [0,1]
         frame_pts = landmarks_to_frame(points.reshape(1, -1, 2), matrices, self.input_size)[0]
         frame_pts = frame_pts.reshape(len(scores), -1, 2).astype(np.float32)
-        return Detections(frame_pts[:, :2].reshape(-1, 4).copy(), scores.astype(np.float32), frame_pts[:, 2:].copy())
+        return Detections(frame_pts[:, :2].reshape(-1, 4).copy(), scores.astype(np.float32), frame_pts[:, 2:].copy(),
+                          self.variant)
+
+
+class DetectorCascade:
+    """Detectors tried in order until one finds a face: the short-range model first (cheap, close
+    faces, which the full-range one often misses), the full-range one for small, distant faces."""
+
+    def __init__(self, detectors: Sequence[FaceDetector]) -> None:
+        if not detectors:
+            raise ValueError("a DetectorCascade needs at least one detector")
+        self.detectors = list(detectors)
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        for detector in self.detectors:
+            found = detector.detect(frame_bgr)
+            if len(found):
+                return found
+        return found
 
 
 def _check_contract(engine: Engine) -> Tuple[str, int]:

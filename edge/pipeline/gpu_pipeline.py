@@ -17,7 +17,7 @@ from edge.model.spec import INPUT_NAME
 from edge.pipeline.aligner import Aligner, Alignment
 from edge.pipeline.crop import CropBox
 from edge.pipeline.blazeface_convert import INPUT_NAME as DETECTOR_INPUT
-from edge.pipeline.detector import Detections, FaceDetector
+from edge.pipeline.detector import DetectorCascade, Detections
 from edge.pipeline.gpu_crop import GpuCropper
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.tracker import Tracker
@@ -44,9 +44,9 @@ class GpuTimer:
 
 
 class GpuFacePipeline(FacePipeline):
-    def __init__(self, detector: FaceDetector, aligner: Aligner, tracker: Tracker, max_faces: int) -> None:
+    def __init__(self, detector: DetectorCascade, aligner: Aligner, tracker: Tracker, max_faces: int) -> None:
         super().__init__(detector, aligner, tracker)
-        self.det_engine = _tensorrt(detector.engine)
+        self.cascade = [(d, _tensorrt(d.engine)) for d in detector.detectors]
         self.atpn_engine = _tensorrt(aligner.engine)
         self.ctx = self.atpn_engine.cuda
         self.cropper = GpuCropper(self.ctx, max_faces)
@@ -59,12 +59,14 @@ class GpuFacePipeline(FacePipeline):
             return super().process(image)
 
     def _detect(self, image: np.ndarray) -> Detections:
-        det = self.detector
+        """The cascade on the GPU: each model in turn until one finds a face."""
         with self.timer.stage("detect"):
-            matrices = self.cropper.warp([det.letterbox(image.shape)], det.pixels,  # type: ignore[attr-defined]
-                                         self.det_engine.device_input(DETECTOR_INPUT))
-            out = self._run(self.det_engine, 1, "detector")
-            return det.decode_outputs(out, matrices)  # type: ignore[attr-defined]
+            for det, engine in self.cascade:
+                matrices = self.cropper.warp([det.letterbox(image.shape)], det.pixels, engine.device_input(DETECTOR_INPUT))
+                found = det.decode_outputs(self._run(engine, 1, f"detector-{det.variant}"), matrices)
+                if len(found):
+                    break
+            return found
 
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
         with self.timer.stage("align_pre"):

@@ -22,7 +22,7 @@ from edge.types import Face, TrackState
 
 DetectFn = Callable[[np.ndarray], Detections]
 AlignFn = Callable[[np.ndarray, List[CropBox]], Alignment]
-PlaceFn = Callable[[np.ndarray, np.ndarray], CropBox]  # detection box [4], keypoints [6,2] -> first crop
+PlaceFn = Callable[..., CropBox]  # (box [4], keypoints [6,2], variant=...) -> first crop
 DUPLICATE_IOU = 0.5  # two tracks overlapping this much have converged on one face: keep the older
 
 
@@ -69,7 +69,7 @@ class Tracker:
             box = np.asarray(detections.boxes_xyxy[i], dtype=np.float64)
             if any(iou(box, t.box_xyxy) >= self.config.match_iou for t in self._tracks):
                 continue  # a face we already track: its landmark crop beats a detector box
-            crop = self.place_detection(box, detections.keypoints[i])
+            crop = self.place_detection(box, detections.keypoints[i], variant=detections.variant)
             self._tracks.append(_Track(self._next_id, crop, TrackState.DETECTED, box))
             self._next_id += 1
 
