@@ -168,11 +168,12 @@ def test_many_faces_keep_the_best_max_faces():
     assert scene.align_batches == [3] * 6
 
 
-def test_score_below_threshold_ends_the_track():
+def test_score_below_threshold_ends_the_track_but_the_detection_is_still_reported():
     scene = Scene()
     scene.faces = [{"cx": 300.0, "cy": 180.0, "s": 100.0}]
     history = run(make_tracker(track_threshold=0.99), scene, 3)  # the fake ATPN says 0.95: never enough
-    assert [len(faces) for faces in history] == [0, 0, 0]
+    assert [[f.state for f in faces] for faces in history] == [[TrackState.DETECTED]] * 3  # the detector vouches
+    assert [f.track_id for faces in history for f in faces] == [1, 2, 3]  # but no track carries over
     assert scene.detect_calls == 3
 
 

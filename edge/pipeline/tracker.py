@@ -84,21 +84,25 @@ class Tracker:
             landmarks = result.landmarks_px[i]
             box = bounds(landmarks)
             score = float(result.track[i])
-            if not self._keeps(score, box, width, height) or _duplicate(box, survivors):
+            if not self._plausible(box, width, height) or _duplicate(box, survivors):
                 continue
+            tracked = score >= self.config.track_threshold
+            if not tracked and track.state is not TrackState.DETECTED:
+                continue
+            # A face the detector found this frame is reported even when ATPN doubts its crop (dark, blurred,
+            # turned away): the detector vouches for it. Only ATPN's score carries a track to the next frame.
             faces.append(Face(track.track_id, track.state, box.astype(np.float32), landmarks.astype(np.float32),
                               np.asarray(result.pose_deg[i], dtype=np.float32), score))
-            crop = crop_from_landmarks(landmarks, self.crop_scale)
-            survivors.append(_Track(track.track_id, crop, TrackState.TRACKED, box))
+            if tracked:
+                crop = crop_from_landmarks(landmarks, self.crop_scale)
+                survivors.append(_Track(track.track_id, crop, TrackState.TRACKED, box))
         self._tracks = survivors
         return faces
 
-    def _keeps(self, score: float, box: np.ndarray, width: int, height: int) -> bool:
-        """The track score decides; geometry catches a collapsed crop or a face gone off the frame."""
+    def _plausible(self, box: np.ndarray, width: int, height: int) -> bool:
+        """Geometry catches a collapsed crop or a face gone off the frame."""
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        return (score >= self.config.track_threshold
-                and min(box[2] - box[0], box[3] - box[1]) >= self.config.min_face_px
-                and 0 <= cx < width and 0 <= cy < height)
+        return min(box[2] - box[0], box[3] - box[1]) >= self.config.min_face_px and 0 <= cx < width and 0 <= cy < height
 
 
 def bounds(points: np.ndarray) -> np.ndarray:
