@@ -82,8 +82,10 @@ def test_cascade_uses_the_far_model_only_when_the_near_one_finds_nothing(astrona
     assert len(near.detect(distant)) == 0
     found = cascade.detect(distant)
     assert len(found) == 1 and found.variant == "full"
+    assert cascade.detectors == [far, near]  # the model that found the face goes first next time
     assert 300 <= found.boxes_xyxy[0, 0] < found.boxes_xyxy[0, 2] <= 396
     assert len(cascade.detect(np.zeros((360, 640, 3), np.uint8))) == 0
+    assert len(cascade.detect(astronaut_bgr)) == 1  # a close face is still found, whichever model goes first
 
 
 def test_anchor_layouts_match_the_models():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -140,8 +140,11 @@ class FaceDetector:
 
 
 class DetectorCascade:
-    """Detectors tried in order until one finds a face: the short-range model first (cheap, close
-    faces, which the full-range one often misses), the full-range one for small, distant faces."""
+    """Detectors tried in turn until one finds a face: the short-range model (cheap, close faces,
+    which the full-range one often misses) and the full-range one (small, distant faces).
+
+    The model that found faces last goes first next time: a distant face stays distant between
+    detections, so it does not pay for a short-range miss on every one."""
 
     def __init__(self, detectors: Sequence[FaceDetector]) -> None:
         if not detectors:
@@ -149,9 +152,15 @@ class DetectorCascade:
         self.detectors = list(detectors)
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
-        for detector in self.detectors:
-            found = detector.detect(frame_bgr)
+        return self.first_hit(lambda detector: detector.detect(frame_bgr))
+
+    def first_hit(self, run: Callable[[FaceDetector], Detections]) -> Detections:
+        """`run` on each detector in the current order until one finds a face (any backend)."""
+        for k, detector in enumerate(self.detectors):
+            found = run(detector)
             if len(found):
+                if k:
+                    self.detectors.insert(0, self.detectors.pop(k))
                 return found
         return found
 

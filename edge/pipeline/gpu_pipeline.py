@@ -17,7 +17,7 @@ from edge.model.spec import INPUT_NAME
 from edge.pipeline.aligner import Aligner, Alignment
 from edge.pipeline.crop import CropBox
 from edge.pipeline.blazeface_convert import INPUT_NAME as DETECTOR_INPUT
-from edge.pipeline.detector import DetectorCascade, Detections
+from edge.pipeline.detector import DetectorCascade, Detections, FaceDetector
 from edge.pipeline.gpu_crop import GpuCropper
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.tracker import Tracker
@@ -46,7 +46,7 @@ class GpuTimer:
 class GpuFacePipeline(FacePipeline):
     def __init__(self, detector: DetectorCascade, aligner: Aligner, tracker: Tracker, max_faces: int) -> None:
         super().__init__(detector, aligner, tracker)
-        self.cascade = [(d, _tensorrt(d.engine)) for d in detector.detectors]
+        self.det_engines = {id(d): _tensorrt(d.engine) for d in detector.detectors}
         self.atpn_engine = _tensorrt(aligner.engine)
         self.ctx = self.atpn_engine.cuda
         self.cropper = GpuCropper(self.ctx, max_faces)
@@ -61,12 +61,12 @@ class GpuFacePipeline(FacePipeline):
     def _detect(self, image: np.ndarray) -> Detections:
         """The cascade on the GPU: each model in turn until one finds a face."""
         with self.timer.stage("detect"):
-            for det, engine in self.cascade:
-                matrices = self.cropper.warp([det.letterbox(image.shape)], det.pixels, engine.device_input(DETECTOR_INPUT))
-                found = det.decode_outputs(self._run(engine, 1, f"detector-{det.variant}"), matrices)
-                if len(found):
-                    break
-            return found
+            return self.detector.first_hit(lambda det: self._detect_with(det, image))  # type: ignore[attr-defined]
+
+    def _detect_with(self, det: FaceDetector, image: np.ndarray) -> Detections:
+        engine = self.det_engines[id(det)]
+        matrices = self.cropper.warp([det.letterbox(image.shape)], det.pixels, engine.device_input(DETECTOR_INPUT))
+        return det.decode_outputs(self._run(engine, 1, f"detector-{det.variant}"), matrices)
 
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
         with self.timer.stage("align_pre"):
