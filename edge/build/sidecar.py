@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 
 from edge.build.gpu import GpuInfo
 from edge.build.options import BuildRequest, ProfileShapes
-from edge.build.trt_compat import write_atomic
+from edge.fileio import write_atomic
 from edge.errors import EngineError
 
 FORMAT = 1

@@ -12,7 +12,8 @@ from typing import Any, Iterator, List, Optional
 import numpy as np
 
 from edge.build.calibration_set import CalibrationSet
-from edge.build.trt_compat import ProgressDisplay, import_pycuda, write_atomic
+from edge.build.trt_compat import ProgressDisplay, import_pycuda
+from edge.fileio import write_atomic
 
 MAX_CALIBRATION_BATCH = 8
 

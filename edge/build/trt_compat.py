@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from edge.errors import EngineError, ModelError
+from edge.fileio import write_atomic
 
 INSTALL_HINT = ("on Jetson TensorRT comes with JetPack (`sudo apt install python3-libnvinfer`); "
                 "on x86 `pip install tensorrt`")
@@ -174,22 +175,6 @@ def parse_onnx(trt: Any, network: Any, logger: Any, onnx_bytes: bytes, path: str
     errors = [str(parser.get_error(i)).strip().replace("\n", " ") for i in range(parser.num_errors)]
     lines = "\n".join(f"  {e}" for e in errors) or "  (the parser gave no detail)"
     raise ModelError(f"{path}: TensorRT {trt.__version__}'s ONNX parser rejected it ({len(errors)} error(s)):\n{lines}")
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class ProgressDisplay:

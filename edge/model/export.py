@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -13,6 +12,7 @@ import onnx
 import torch
 
 from edge.errors import EdgeError, ModelError
+from edge.fileio import atomic_path
 from edge.model.atpn import ATPN, build_atpn, load_checkpoint
 from edge.model.spec import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ModelSpec
 
@@ -25,11 +25,7 @@ def export_onnx(model: ATPN, path: str, opset: int = OPSET, weights_tag: str = "
     spec = model.spec
     model = model.eval()
     dummy = torch.zeros(2, 3, spec.input_size, spec.input_size)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=str(out.parent))
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".onnx") as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter gives plain ops TRT 8.5 parses
             torch.onnx.export(
@@ -44,12 +40,7 @@ def export_onnx(model: ATPN, path: str, opset: int = OPSET, weights_tag: str = "
         proto.producer_name = "atpn-edge"
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return str(out)
+    return path
 
 
 class _TupleOutputs(torch.nn.Module):

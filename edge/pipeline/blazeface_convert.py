@@ -19,7 +19,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from edge.assets import FACE_FULL_TFLITE, FACE_SHORT_TFLITE, WheelMember, fetch, write_atomic
+from edge.assets import FACE_FULL_TFLITE, FACE_SHORT_TFLITE, WheelMember, fetch
+from edge.fileio import write_atomic
 from edge.errors import EdgeError, ModelError
 
 OPSET = 13
@@ -84,7 +85,7 @@ def convert(tflite_path: Path, onnx_path: Path, metadata: Mapping[str, str]) -> 
     proto.ir_version = 7  # readable by ONNX Runtime >= 1.10 and TensorRT 8 on JetPack
     onnx.helper.set_model_props(proto, dict(metadata))
     onnx.checker.check_model(proto)
-    write_atomic(Path(onnx_path), proto.SerializeToString())
+    write_atomic(str(onnx_path), proto.SerializeToString())
 
 
 class _Translator:

@@ -1,0 +1,33 @@
+"""Atomic file writes: a crash or Ctrl-C never leaves half a model, engine or sidecar behind."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+
+@contextmanager
+def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
+    """A temporary file beside `path` for the block to write; renamed over `path` (mode 0644)
+    only when the block succeeds, removed otherwise. `suffix` keeps tools that look at the
+    extension (ONNX Runtime, torch) happy."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; these are ordinary readable files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
