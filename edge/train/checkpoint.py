@@ -7,27 +7,18 @@ The exported model keeps only spec + model (what the repository ships).
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Dict
 
 import torch
 
 from edge.errors import ModelError
+from edge.fileio import atomic_path
 from edge.model.atpn import ATPN
 
 
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pt.tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".pt") as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def model_state(model: ATPN) -> Dict[str, torch.Tensor]:
