@@ -70,7 +70,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    epochs: int = 28
+    epochs: int = 92
     batch_size: int = 32
     lr: float = 0.002
     weight_decay: float = 0.0001
