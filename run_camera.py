@@ -36,7 +36,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--max-frames", type=int, help="stop after N frames (0 = until the source ends)")
     ap.add_argument("--detect-every", type=int, help="re-detect every K frames for new faces (0 = only on loss)")
     ap.add_argument("--track-threshold", type=float, help="ATPN track score below which a track ends")
-    ap.add_argument("--threads", type=int, help="ONNX Runtime threads per model (0 = all cores)")
+    ap.add_argument("--threads", type=int, help="ONNX Runtime threads for ATPN (0 = all cores; the detector: runtime.detector_threads)")
     ap.add_argument("--precision", choices=PRECISIONS, help="TensorRT engine precision when built from ONNX")
     ap.add_argument("--quiet", "-q", action="store_true", default=None, help="no progress line, no summary")
     ap.add_argument("--benchmark", type=int, nargs="?", const=5, metavar="RUNS",

@@ -35,7 +35,7 @@ PEER_PYTHONS = ("/tmp/peer-venv/bin/python", "/work/teacher-venv/bin/python")
 TARGETS = {"fps": 300.0, "face_fraction": 0.95, "peak_rss_mb": 600.0}
 
 
-def time_ours(clip: Path, config_path: Optional[str], threads: int, runs: int) -> Dict[str, Any]:
+def time_ours(clip: Path, config_path: Optional[str], threads: Optional[int], runs: int) -> Dict[str, Any]:
     images = decode_frames(str(clip))
     config = load_config(config_path).with_overrides({"runtime.threads": threads})
     return benchmark(images, config, runs, log=lambda line: print(line, flush=True))
@@ -81,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clip", default=str(CLIP))
     ap.add_argument("--config", help="YAML config (default configs/cpu.yaml)")
-    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per model")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for ATPN (default: the config's)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-peer", action="store_true", help="skip MediaPipe")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench_loop_cpu.json"))

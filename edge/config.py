@@ -44,13 +44,16 @@ PRECISIONS = ("fp32", "fp16")  # INT8: build the engine with build_engine.py and
 @dataclass(frozen=True)
 class RuntimeConfig:
     backend: str = "onnxruntime"
-    threads: int = 0  # ONNX Runtime intra-op threads; 0 = all cores
+    threads: int = 0  # ONNX Runtime intra-op threads for ATPN (every frame); 0 = all cores
+    detector_threads: int = 1  # for the detector (a few frames): one leaves the other cores to the loop
     precision: str = "fp16"  # TensorRT engines built from ONNX models on first use (cached in engines/)
 
     def __post_init__(self) -> None:
         _require(self.backend in BACKENDS, "runtime.backend", f"one of {', '.join(BACKENDS)}", self.backend)
         _require(self.precision in PRECISIONS, "runtime.precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         _require(self.threads >= 0, "runtime.threads", ">= 0 (0 = all cores)", self.threads)
+        _require(self.detector_threads >= 0, "runtime.detector_threads", ">= 0 (0 = all cores)",
+                 self.detector_threads)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class TrackerConfig:
     max_faces: int = 4
     match_iou: float = 0.3  # a detection overlapping a track this much is that track's face
     min_face_px: float = 8.0  # a landmark box smaller than this is a lost track, not a face
+    hold_frames: int = 2  # a detection ATPN doubts keeps its crop this many frames before re-detecting
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.track_threshold <= 1.0, "tracker.track_threshold", "in [0, 1]", self.track_threshold)
@@ -77,6 +81,8 @@ class TrackerConfig:
         _require(self.max_faces >= 1, "tracker.max_faces", ">= 1", self.max_faces)
         _require(0.0 < self.match_iou <= 1.0, "tracker.match_iou", "in (0, 1]", self.match_iou)
         _require(self.min_face_px >= 1.0, "tracker.min_face_px", ">= 1", self.min_face_px)
+        _require(self.hold_frames >= 0, "tracker.hold_frames", ">= 0 (0 = re-detect on the next frame)",
+                 self.hold_frames)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ class TrackState(Enum):
 
     DETECTED = "detected"  # a detector box placed the crop: a new face
     TRACKED = "tracked"  # the previous frame's landmarks placed the crop
+    HELD = "held"  # a recent detection's crop, kept for a few frames while ATPN doubts the face
 
 
 @dataclass(frozen=True)

@@ -168,13 +168,15 @@ def test_many_faces_keep_the_best_max_faces():
     assert scene.align_batches == [3] * 6
 
 
-def test_score_below_threshold_ends_the_track_but_the_detection_is_still_reported():
+@pytest.mark.parametrize("hold", [0, 2])
+def test_a_doubted_detection_is_reported_and_held_then_detected_again(hold):
     scene = Scene()
     scene.faces = [{"cx": 300.0, "cy": 180.0, "s": 100.0}]
-    history = run(make_tracker(track_threshold=0.99), scene, 3)  # the fake ATPN says 0.95: never enough
-    assert [[f.state for f in faces] for faces in history] == [[TrackState.DETECTED]] * 3  # the detector vouches
-    assert [f.track_id for faces in history for f in faces] == [1, 2, 3]  # but no track carries over
-    assert scene.detect_calls == 3
+    history = run(make_tracker(track_threshold=0.99, hold_frames=hold), scene, 6)  # the fake ATPN says 0.95
+    cycle = [TrackState.DETECTED] + [TrackState.HELD] * hold  # the detector vouches, then its crop is held
+    assert [[f.state for f in faces] for faces in history] == [[s] for s in (cycle * 6)[:6]]
+    assert [f.track_id for faces in history for f in faces] == [1 + t // (hold + 1) for t in range(6)]
+    assert scene.detect_calls == len(range(0, 6, hold + 1))
 
 
 @pytest.mark.parametrize("a, b, expected", [

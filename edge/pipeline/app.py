@@ -27,7 +27,8 @@ def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
     max_faces = config.tracker.max_faces
     detectors = []
     for path in config.models.detector_paths():
-        engine = stack.enter_context(open_engine(engine_file(config, path, "1"), runtime.backend, runtime.threads))
+        engine = stack.enter_context(open_engine(engine_file(config, path, "1"), runtime.backend,
+                                                 runtime.detector_threads))
         detectors.append(FaceDetector(engine, score_threshold=config.detector.score_threshold))
     atpn_engine = stack.enter_context(open_engine(engine_file(config, config.models.path("atpn"),
                                                               f"1:{max_faces}:{max_faces}"),

@@ -32,6 +32,7 @@ class _Track:
     crop: CropBox  # where ATPN looks on the next frame
     state: TrackState
     box_xyxy: np.ndarray  # the face's bounds on the last frame (landmarks, or the detection)
+    hold_left: int = 0  # frames this detection's crop may still be kept while ATPN doubts the face
 
 
 class Tracker:
@@ -70,7 +71,7 @@ class Tracker:
             if any(iou(box, t.box_xyxy) >= self.config.match_iou for t in self._tracks):
                 continue  # a face we already track: its landmark crop beats a detector box
             crop = self.place_detection(box, detections.keypoints[i], variant=detections.variant)
-            self._tracks.append(_Track(self._next_id, crop, TrackState.DETECTED, box))
+            self._tracks.append(_Track(self._next_id, crop, TrackState.DETECTED, box, self.config.hold_frames))
             self._next_id += 1
 
     def _align(self, image: np.ndarray, align: AlignFn) -> List[Face]:
@@ -87,15 +88,19 @@ class Tracker:
             if not self._plausible(box, width, height) or _duplicate(box, survivors):
                 continue
             tracked = score >= self.config.track_threshold
-            if not tracked and track.state is not TrackState.DETECTED:
+            if not tracked and track.state is TrackState.TRACKED:
                 continue
-            # A face the detector found this frame is reported even when ATPN doubts its crop (dark, blurred,
-            # turned away): the detector vouches for it. Only ATPN's score carries a track to the next frame.
+            # A face the detector found is reported even when ATPN doubts its crop (dark, blurred, turned
+            # away): the detector vouches for it, on its frame and for `hold_frames` more on the same crop,
+            # before it must detect again. Only ATPN's score moves a track on to landmark-placed crops.
             faces.append(Face(track.track_id, track.state, box.astype(np.float32), landmarks.astype(np.float32),
                               np.asarray(result.pose_deg[i], dtype=np.float32), score))
             if tracked:
                 crop = crop_from_landmarks(landmarks, self.crop_scale)
                 survivors.append(_Track(track.track_id, crop, TrackState.TRACKED, box))
+            elif track.hold_left > 0:
+                survivors.append(_Track(track.track_id, track.crop, TrackState.HELD, track.box_xyxy,
+                                        track.hold_left - 1))
         self._tracks = survivors
         return faces
 
