@@ -44,7 +44,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> Path:
 
 def progress(items: Iterable[T], desc: str, unit: str, total: Optional[int] = None) -> Iterator[T]:
     """A tqdm bar on stderr (stdout stays for the summary)."""
-    return iter(tqdm(items, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False))
+    return iter(tqdm(items, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False, disable=None))
 
 
 def print_summary(title: str, summary: Mapping[str, Any], keys: Sequence[str], files: Sequence[Path]) -> None:
