@@ -67,8 +67,10 @@ def test_video_file_run_prints_the_summary_and_writes_outputs(tmp_path, clip):
 def test_ctrl_c_prints_the_summary_and_exits_130(tmp_path, astronaut_bgr):
     model_path("atpn68.onnx")
     jsonl = tmp_path / "r.jsonl"
+    # A shell that starts this suite in the background passes SIGINT down as ignored; a user's Ctrl-C never is.
     proc = subprocess.Popen([*CLI, "--input", "demo", "--display", "off", "--json", str(jsonl), "--threads", "1"],
-                            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+                            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
         time.sleep(0.05)
