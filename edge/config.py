@@ -19,7 +19,7 @@ DISPLAY_MODES = ("auto", "on", "off")
 T = TypeVar("T")
 
 
-def _require(ok: bool, key: str, expected: str, value: object) -> None:
+def require(ok: bool, key: str, expected: str, value: object) -> None:
     if not ok:
         raise ConfigError(f"{key} must be {expected}, got {value!r}")
 
@@ -49,10 +49,10 @@ class RuntimeConfig:
     precision: str = "fp16"  # TensorRT engines built from ONNX models on first use (cached in engines/)
 
     def __post_init__(self) -> None:
-        _require(self.backend in BACKENDS, "runtime.backend", f"one of {', '.join(BACKENDS)}", self.backend)
-        _require(self.precision in PRECISIONS, "runtime.precision", f"one of {', '.join(PRECISIONS)}", self.precision)
-        _require(self.threads >= 0, "runtime.threads", ">= 0 (0 = all cores)", self.threads)
-        _require(self.detector_threads >= 0, "runtime.detector_threads", ">= 0 (0 = all cores)",
+        require(self.backend in BACKENDS, "runtime.backend", f"one of {', '.join(BACKENDS)}", self.backend)
+        require(self.precision in PRECISIONS, "runtime.precision", f"one of {', '.join(PRECISIONS)}", self.precision)
+        require(self.threads >= 0, "runtime.threads", ">= 0 (0 = all cores)", self.threads)
+        require(self.detector_threads >= 0, "runtime.detector_threads", ">= 0 (0 = all cores)",
                  self.detector_threads)
 
 
@@ -61,7 +61,7 @@ class DetectorConfig:
     score_threshold: Optional[float] = None  # None: MediaPipe's for the model (short 0.5, full 0.6)
 
     def __post_init__(self) -> None:
-        _require(self.score_threshold is None or 0.0 < self.score_threshold < 1.0, "detector.score_threshold",
+        require(self.score_threshold is None or 0.0 < self.score_threshold < 1.0, "detector.score_threshold",
                  "in (0, 1), or null for the model's default", self.score_threshold)
 
 
@@ -75,13 +75,13 @@ class TrackerConfig:
     hold_frames: int = 2  # a detection ATPN doubts keeps its crop this many frames before re-detecting
 
     def __post_init__(self) -> None:
-        _require(0.0 <= self.track_threshold <= 1.0, "tracker.track_threshold", "in [0, 1]", self.track_threshold)
-        _require(self.detect_every >= 0, "tracker.detect_every", ">= 0 (0 = only when no track is alive)",
+        require(0.0 <= self.track_threshold <= 1.0, "tracker.track_threshold", "in [0, 1]", self.track_threshold)
+        require(self.detect_every >= 0, "tracker.detect_every", ">= 0 (0 = only when no track is alive)",
                  self.detect_every)
-        _require(self.max_faces >= 1, "tracker.max_faces", ">= 1", self.max_faces)
-        _require(0.0 < self.match_iou <= 1.0, "tracker.match_iou", "in (0, 1]", self.match_iou)
-        _require(self.min_face_px >= 1.0, "tracker.min_face_px", ">= 1", self.min_face_px)
-        _require(self.hold_frames >= 0, "tracker.hold_frames", ">= 0 (0 = re-detect on the next frame)",
+        require(self.max_faces >= 1, "tracker.max_faces", ">= 1", self.max_faces)
+        require(0.0 < self.match_iou <= 1.0, "tracker.match_iou", "in (0, 1]", self.match_iou)
+        require(self.min_face_px >= 1.0, "tracker.min_face_px", ">= 1", self.min_face_px)
+        require(self.hold_frames >= 0, "tracker.hold_frames", ">= 0 (0 = re-detect on the next frame)",
                  self.hold_frames)
 
 
@@ -91,8 +91,8 @@ class SourceConfig:
     max_frames: int = 0  # 0 = until the source ends
 
     def __post_init__(self) -> None:
-        _require(bool(self.input.strip()), "source.input", "a source URI", self.input)
-        _require(self.max_frames >= 0, "source.max_frames", ">= 0 (0 = no limit)", self.max_frames)
+        require(bool(self.input.strip()), "source.input", "a source URI", self.input)
+        require(self.max_frames >= 0, "source.max_frames", ">= 0 (0 = no limit)", self.max_frames)
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class OutputConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.display in DISPLAY_MODES, "output.display", f"one of {', '.join(DISPLAY_MODES)}", self.display)
+        require(self.display in DISPLAY_MODES, "output.display", f"one of {', '.join(DISPLAY_MODES)}", self.display)
 
 
 @dataclass(frozen=True)
@@ -148,11 +148,11 @@ def sections_from_dict(root: Type[T], data: Any, where: str) -> T:
     for name, value in data.items():
         if name not in sections:
             raise ConfigError(f"{where}: unknown section '{name}'; valid sections: {', '.join(sections)}")
-        values[name] = _section(sections[name].default_factory, name, value or {}, where)  # type: ignore[misc]
+        values[name] = section(sections[name].default_factory, name, value or {}, where)  # type: ignore[misc]
     return root(**values)
 
 
-def _section(cls: type, name: str, data: Any, where: str) -> Any:
+def section(cls: type, name: str, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: section '{name}' must be a mapping of keys, got {data!r}")
     known = {f.name: f for f in fields(cls)}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from edge.config import _require, _section
+from edge.config import require, section
 from edge.errors import ConfigError
 
 
@@ -26,10 +26,10 @@ class DataConfig:
     cache_helen: bool = True  # keep decoded HELEN images in memory (about 300 MB)
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.helen_share <= 1.0, "data.helen_share", "in (0, 1]", self.helen_share)
-        _require(self.teacher_landmark_weight >= 0.0, "data.teacher_landmark_weight", ">= 0", self.teacher_landmark_weight)
-        _require(self.samples_per_epoch >= 1, "data.samples_per_epoch", ">= 1", self.samples_per_epoch)
-        _require(0.0 <= self.negative_fraction < 1.0, "data.negative_fraction", "in [0, 1)", self.negative_fraction)
+        require(0.0 < self.helen_share <= 1.0, "data.helen_share", "in (0, 1]", self.helen_share)
+        require(self.teacher_landmark_weight >= 0.0, "data.teacher_landmark_weight", ">= 0", self.teacher_landmark_weight)
+        require(self.samples_per_epoch >= 1, "data.samples_per_epoch", ">= 1", self.samples_per_epoch)
+        require(0.0 <= self.negative_fraction < 1.0, "data.negative_fraction", "in [0, 1)", self.negative_fraction)
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,12 @@ class AugmentConfig:
     noise_prob: float = 0.2
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.scale_min <= self.scale_max, "augment.scale_min/scale_max", "0 < min <= max",
+        require(0.0 < self.scale_min <= self.scale_max, "augment.scale_min/scale_max", "0 < min <= max",
                  (self.scale_min, self.scale_max))
         for f in fields(self):
             if f.name.endswith("_prob"):
                 value = getattr(self, f.name)
-                _require(0.0 <= value <= 1.0, f"augment.{f.name}", "in [0, 1]", value)
+                require(0.0 <= value <= 1.0, f"augment.{f.name}", "in [0, 1]", value)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class LossConfig:
     wing_eps: float = 0.018  # 2 px of a 112 px crop
 
     def __post_init__(self) -> None:
-        _require(self.wing_w > 0 and self.wing_eps > 0, "loss.wing_w/wing_eps", "> 0", (self.wing_w, self.wing_eps))
+        require(self.wing_w > 0 and self.wing_eps > 0, "loss.wing_w/wing_eps", "> 0", (self.wing_w, self.wing_eps))
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,10 @@ class OptimConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, "optim.epochs", ">= 1", self.epochs)
-        _require(self.batch_size >= 2, "optim.batch_size", ">= 2 (batch norm)", self.batch_size)
-        _require(self.lr > 0, "optim.lr", "> 0", self.lr)
-        _require(self.threads >= 1 and self.workers >= 0, "optim.threads/workers", ">= 1 / >= 0",
+        require(self.epochs >= 1, "optim.epochs", ">= 1", self.epochs)
+        require(self.batch_size >= 2, "optim.batch_size", ">= 2 (batch norm)", self.batch_size)
+        require(self.lr > 0, "optim.lr", "> 0", self.lr)
+        require(self.threads >= 1 and self.workers >= 0, "optim.threads/workers", ">= 1 / >= 0",
                  (self.threads, self.workers))
 
 
@@ -114,7 +114,7 @@ def train_config_from_dict(data: Mapping[str, Any], where: str = "config") -> Tr
     for name, value in data.items():
         if name not in _SECTIONS:
             raise ConfigError(f"{where}: unknown section '{name}'; valid sections: {', '.join(_SECTIONS)}")
-        sections[name] = _section(_SECTIONS[name].default_factory, name, value or {}, where)  # type: ignore[misc]
+        sections[name] = section(_SECTIONS[name].default_factory, name, value or {}, where)  # type: ignore[misc]
     return TrainConfig(**sections)
 
 
