@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 
 def require(ok: bool, key: str, expected: str, value: object) -> None:
+    """The one-line error for a bad value, naming the key (used by every config dataclass)."""
     if not ok:
         raise ConfigError(f"{key} must be {expected}, got {value!r}")
 
@@ -153,6 +154,7 @@ def sections_from_dict(root: Type[T], data: Any, where: str) -> T:
 
 
 def section(cls: type, name: str, data: Any, where: str) -> Any:
+    """One YAML mapping -> a frozen dataclass; an unknown key is an error listing the valid ones."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: section '{name}' must be a mapping of keys, got {data!r}")
     known = {f.name: f for f in fields(cls)}
