@@ -43,6 +43,7 @@ class Tracker:
         self.crop_scale = crop_scale  # landmark box -> next crop (ModelSpec.crop_scale, as in training)
         self.place_detection = place_detection  # e.g. detector.crop_for_detection at the same scale
         self._tracks: List[_Track] = []
+        self._ended: List[_Track] = []  # tracks that ended on the last frame: a detection there keeps the ID
         self._next_id = 1
         self._frames_since_detection = 0
 
@@ -60,7 +61,7 @@ class Tracker:
 
     def reset(self) -> None:
         """Forget every track (a shot cut the caller knows about, a new stream); IDs keep counting."""
-        self._tracks = []
+        self._tracks, self._ended = [], []
 
     def _add_new_faces(self, detections: Detections) -> None:
         self._frames_since_detection = 0
@@ -71,8 +72,16 @@ class Tracker:
             if any(iou(box, t.box_xyxy) >= self.config.match_iou for t in self._tracks):
                 continue  # a face we already track: its landmark crop beats a detector box
             crop = self.place_detection(box, detections.keypoints[i], variant=detections.variant)
-            self._tracks.append(_Track(self._next_id, crop, TrackState.DETECTED, box, self.config.hold_frames))
-            self._next_id += 1
+            self._tracks.append(_Track(self._id_for(box), crop, TrackState.DETECTED, box, self.config.hold_frames))
+
+    def _id_for(self, box: np.ndarray) -> int:
+        """The ID of a track that ended on the last frame where this face is (a face ATPN lost for a
+        moment is the same person), else a new one."""
+        for k, old in enumerate(self._ended):
+            if iou(box, old.box_xyxy) >= self.config.match_iou:
+                return self._ended.pop(k).track_id
+        self._next_id += 1
+        return self._next_id - 1
 
     def _align(self, image: np.ndarray, align: AlignFn) -> List[Face]:
         if not self._tracks:
@@ -101,6 +110,8 @@ class Tracker:
             elif track.hold_left > 0:
                 survivors.append(_Track(track.track_id, track.crop, TrackState.HELD, track.box_xyxy,
                                         track.hold_left - 1))
+        alive = {t.track_id for t in survivors}
+        self._ended = [t for t in self._tracks if t.track_id not in alive]
         self._tracks = survivors
         return faces
 
