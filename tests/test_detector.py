@@ -14,6 +14,7 @@ from edge.pipeline.crop import crop_from_landmarks
 from edge.pipeline.detector import (KEYPOINT_NAMES, DetectorCascade, Detections, FaceDetector, crop_for_detection, decode, iou,
                                     ssd_anchors, weighted_nms)
 from edge.runtime import open_engine
+from edge.train.datasets import read_pts
 
 # The astronaut's face in the 512x512 photo, read off the image: box and eye centres (x, y) px.
 FACE_BOX = (180, 85, 270, 175)
@@ -161,11 +162,6 @@ def test_engine_outputs_have_the_converter_contract():
     assert engine.inputs["image"].shape == (None, 3, 192, 192)  # dynamic batch
 
 
-def _read_pts(path) -> np.ndarray:
-    text = path.read_text()
-    return np.array(text[text.index("{") + 1:text.index("}")].split(), float).reshape(-1, 2)
-
-
 def test_first_crop_matches_the_landmark_crop_on_helen(shared_data):
     """On held-out HELEN faces the detector's crop lands where the 68 labels would put it."""
     import cv2
@@ -173,7 +169,7 @@ def test_first_crop_matches_the_landmark_crop_on_helen(shared_data):
     detector = FaceDetector(open_engine(str(model_path("blazeface_short.onnx")), threads=1))
     size_err, centre_err, angle_err = [], [], []
     for pts_file in sorted((shared_data / "helen" / "test").glob("*.pts"))[:40]:
-        labels = _read_pts(pts_file)
+        labels = read_pts(str(pts_file))
         found = detector.detect(cv2.imread(str(pts_file.with_suffix(".jpg"))))
         assert len(found) >= 1, pts_file.name
         k = int(np.argmax(iou(np.r_[labels.min(0), labels.max(0)], found.boxes_xyxy.astype(float))))

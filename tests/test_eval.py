@@ -267,7 +267,7 @@ class OracleAligner:
         self.spec = spec
         self.truth = np.zeros((68, 2))
 
-    def run_crops(self, crops, matrices, angles_deg):
+    def run_crops(self, crops, matrices, boxes):
         from edge.pipeline.aligner import Alignment
         from edge.pipeline.crop import invert_matrices
 

@@ -49,14 +49,16 @@ class Aligner:
 
     def __call__(self, frame_bgr: np.ndarray, boxes: Sequence[CropBox]) -> Alignment:
         crops, matrices = warp_crops(frame_bgr, boxes, self.spec)
-        return self.run_crops(crops, matrices, np.array([b.angle_deg for b in boxes], dtype=np.float32))
+        return self.run_crops(crops, matrices, boxes)
 
-    def run_crops(self, crops: np.ndarray, matrices: np.ndarray, angles_deg: np.ndarray) -> Alignment:
-        """The network and post-processing on already-warped crops (GPU pre-processing enters here)."""
-        return self.decode_outputs(self.engine.infer({INPUT_NAME: crops}), matrices, angles_deg)
+    def run_crops(self, crops: np.ndarray, matrices: np.ndarray, boxes: Sequence[CropBox]) -> Alignment:
+        """The network and post-processing on crops already warped from `boxes` (the loop times the two apart)."""
+        return self.decode_outputs(self.engine.infer({INPUT_NAME: crops}), matrices, boxes)
 
-    def decode_outputs(self, out: Mapping[str, np.ndarray], matrices: np.ndarray, angles_deg: np.ndarray) -> Alignment:
+    def decode_outputs(self, out: Mapping[str, np.ndarray], matrices: np.ndarray,
+                       boxes: Sequence[CropBox]) -> Alignment:
         """Raw network outputs -> frame landmarks and pose (any backend, CPU- or GPU-warped crops)."""
+        angles_deg = np.array([b.angle_deg for b in boxes], dtype=np.float32)
         return Alignment(
             landmarks_px=landmarks_to_frame(out["landmarks"], matrices, self.spec.input_size),
             pose_deg=pose_to_frame(out["pose"], angles_deg),

@@ -71,10 +71,9 @@ class GpuFacePipeline(FacePipeline):
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
         with self.timer.stage("align_pre"):
             matrices = self.cropper.warp(boxes, self.aligner.spec, self.atpn_engine.device_input(INPUT_NAME))
-            angles = np.array([b.angle_deg for b in boxes], dtype=np.float32)
         with self.timer.stage("align_net"):
             out = self._run(self.atpn_engine, len(boxes), "atpn")
-            return self.aligner.decode_outputs(out, matrices, angles)
+            return self.aligner.decode_outputs(out, matrices, boxes)
 
     def _run(self, engine: TensorRTEngine, batch: int, name: str) -> Dict[str, np.ndarray]:
         stream = self.ctx.stream

@@ -43,9 +43,8 @@ class FacePipeline:
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
         with self.timer.stage("align_pre"):
             crops, matrices = warp_crops(image, boxes, self.aligner.spec)
-            angles = np.array([b.angle_deg for b in boxes], dtype=np.float32)
         with self.timer.stage("align_net"):
-            return self.aligner.run_crops(crops, matrices, angles)
+            return self.aligner.run_crops(crops, matrices, boxes)
 
 
 def run_loop(source: Source, pipeline: FacePipeline, outputs: Outputs, stats: RunStats, max_frames: int = 0,

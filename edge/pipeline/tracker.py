@@ -17,7 +17,7 @@ import numpy as np
 from edge.config import TrackerConfig
 from edge.pipeline.aligner import Alignment
 from edge.pipeline.crop import CropBox, crop_from_landmarks
-from edge.pipeline.detector import Detections
+from edge.pipeline.detector import Detections, iou as boxes_iou
 from edge.types import Face, TrackState
 
 DetectFn = Callable[[np.ndarray], Detections]
@@ -128,12 +128,8 @@ def bounds(points: np.ndarray) -> np.ndarray:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two xyxy boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    """Intersection over union of two xyxy boxes (the detector's vectorised IoU, for one pair)."""
+    return float(boxes_iou(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)[None])[0])
 
 
 def _duplicate(box: np.ndarray, kept: Sequence[_Track]) -> bool:
