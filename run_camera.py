@@ -13,6 +13,7 @@ from typing import List, Optional
 
 from edge.config import DISPLAY_MODES, PRECISIONS, Config, load_config
 from edge.errors import EdgeError
+from edge.fileio import ensure_parent
 from edge.pipeline.sources import USAGE
 from edge.pipeline.stats import RunStats
 from edge.runtime import BACKENDS
@@ -74,7 +75,7 @@ def run_benchmark(config: Config, runs: int, report_path: str) -> int:
     print(f"benchmark: {len(images)} frames from {config.source.input} decoded; {runs} timed runs", flush=True)
     report = benchmark(images, config, runs, log=lambda line: print(line, flush=True))
     print(format_report(report))
-    os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
+    ensure_parent(report_path)
     with open(report_path, "w") as f:
         json.dump(report, f, indent=1)
     print(f"report: {report_path}")

@@ -7,13 +7,19 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+def ensure_parent(path: str) -> str:
+    """Make the folder `path` goes into; returns that folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
 @contextmanager
 def atomic_path(path: str, suffix: str = "") -> Iterator[str]:
     """A temporary file beside `path` for the block to write; renamed over `path` (mode 0644)
     only when the block succeeds, removed otherwise. `suffix` keeps tools that look at the
     extension (ONNX Runtime, torch) happy."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    folder = ensure_parent(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
     os.close(fd)
     try:

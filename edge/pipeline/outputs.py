@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from edge.errors import ConfigError
+from edge.fileio import ensure_parent
 from edge.pipeline.stats import FrameTimer
 from edge.types import Face, Frame
 
@@ -27,17 +28,12 @@ def _rounded(a: np.ndarray) -> List:
     return np.round(np.asarray(a, dtype=np.float64), 2).tolist()
 
 
-def _parent_dir(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-
-
 class JsonLinesWriter:
     """One JSON object per frame: index, t_ms, faces, per-stage ms."""
 
     def __init__(self, path: str) -> None:
         try:
-            _parent_dir(path)
+            ensure_parent(path)
             self._file = open(path, "w", buffering=1)  # line-buffered: every line reaches the file
         except OSError as exc:
             raise ConfigError(f"--json {path}: cannot write there ({exc.strerror}); pick a writable path") from exc
@@ -63,7 +59,7 @@ class VideoSaver:
         import cv2
 
         if self._writer is None:
-            _parent_dir(self.path)
+            ensure_parent(self.path)
             height, width = image.shape[:2]
             self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
             if not self._writer.isOpened():

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge.errors import DatasetError
+from edge.fileio import ensure_parent
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 WFLW_POINTS = 98
@@ -134,7 +135,7 @@ def write_teacher_npz(path: str, root: str, files: Sequence[str], landmarks: np.
     if landmarks.shape[:1] != (m,) or pose.shape != (m, 3) or ok.shape != (m,):
         raise ValueError(f"teacher arrays disagree on the face count {m}: landmarks {landmarks.shape}, "
                          f"pose {pose.shape}, ok {ok.shape}")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ensure_parent(path)
     np.savez(path, root=np.array(os.path.abspath(root)), files=np.array(files), landmarks=landmarks.astype(np.float32),
              pose=pose.astype(np.float32), ok=ok.astype(bool), **extra)
 
