@@ -25,8 +25,8 @@ pytestmark = pytest.mark.gpu
 # Largest allowed mean difference from ONNX Runtime FP32, per precision.
 BOUNDS = {
     "fp32": {"landmarks_px": 0.05, "pose_deg": 0.05, "track": 1e-3, "heatmap_max": 0.01},
-    "fp16": {"landmarks_px": 0.5, "pose_deg": 0.5, "track": 0.01, "heatmap_max": 0.05},
-    "int8": {"landmarks_px": 1.5, "pose_deg": 2.0, "track": 0.03, "heatmap_max": 0.10},
+    "fp16": {"landmarks_px": 0.5, "pose_deg": 0.5, "track": 0.01, "heatmap_max": 0.10},
+    "int8": {"landmarks_px": 1.5, "pose_deg": 2.0, "track": 0.03, "heatmap_max": 0.35},  # see test_build.BOUND
 }
 
 
