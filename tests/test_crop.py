@@ -1,6 +1,9 @@
 """The one crop/warp/normalise and its inverse, shared by runtime, training and evaluation."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -57,3 +60,16 @@ def test_roll_round_trips_through_the_crop_angle():
 def test_crop_box_rejects_a_non_positive_size():
     with pytest.raises(ValueError, match="positive"):
         CropBox(0, 0, 0)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (CUDA toolkit) to compile the GPU crop kernel")
+def test_the_gpu_twin_of_warp_crops_compiles_with_nvcc(tmp_path):
+    """pycuda compiles this source at first use on the target; a typo must fail here, not on a Jetson."""
+    from edge.pipeline.gpu_crop import KERNEL
+
+    src = tmp_path / "warp.cu"
+    src.write_text(KERNEL)
+    done = subprocess.run(["nvcc", "--ptx", "-o", str(tmp_path / "warp.ptx"), str(src)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ".entry warp_affine_normalize" in (tmp_path / "warp.ptx").read_text()  # extern "C": the name pycuda looks up

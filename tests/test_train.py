@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ModelError
 from edge.model.atpn import load_checkpoint
 from edge.model.spec import ModelSpec
 from edge.pipeline.crop import crop_from_landmarks, eye_centers
@@ -172,6 +172,16 @@ def test_one_training_step_then_resume_continues_the_epoch_count(tmp_path):
     run(longer, resume=str(tmp_path / "run" / "last.pt"))
     second = load_training_state(str(tmp_path / "run" / "last.pt"))
     assert (second["epoch"], second["step"]) == (2, 2)
+    # Fine-tuning: a new run (epoch 0, fresh optimizer) that starts from the exported weights.
+    tuned = train_config_from_dict({**_as_dict(cfg), "output": {"dir": str(tmp_path / "tune"), "export": None},
+                                    "optim": {**_as_dict(cfg)["optim"], "lr": 1e-12}})
+    run(tuned, init=str(tmp_path / "atpn68.pt"))
+    third = load_training_state(str(tmp_path / "tune" / "last.pt"))
+    assert (third["epoch"], third["step"]) == (1, 1)
+    start = load_checkpoint(str(tmp_path / "atpn68.pt")).state_dict()["landmark_out.weight"]
+    assert torch.allclose(third["model"]["landmark_out.weight"], start, atol=1e-9)  # lr ~0: still the init weights
+    with pytest.raises(ModelError, match="not a checkpoint"):
+        run(tuned, init=str(tmp_path / "tune" / "metrics.jsonl"))
 
 
 def _as_dict(cfg):

@@ -14,6 +14,7 @@ import torch
 from edge.errors import ModelError
 from edge.fileio import atomic_path
 from edge.model.atpn import ATPN
+from edge.model.spec import ModelSpec
 
 
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
@@ -31,13 +32,28 @@ def export_model(model: ATPN, path: str) -> None:
     save_atomic({"spec": model.spec.to_json(), "model": model_state(model)}, path)
 
 
-def load_training_state(path: str) -> Dict[str, Any]:
+def _load(path: str, what: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
-        raise ModelError(f"{path}: no checkpoint to resume from; give a last.pt written by edge.train")
+        raise ModelError(f"{path}: no such file; give {what}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise ModelError(f"{path}: not a training checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise ModelError(f"{path}: not a checkpoint ({type(exc).__name__}: {exc}); give {what}") from exc
+    if not isinstance(ckpt, dict) or "spec" not in ckpt or "model" not in ckpt:
+        raise ModelError(f"{path}: holds no spec + model; give {what}")
+    return ckpt
+
+
+def load_weights(path: str, spec: ModelSpec) -> Dict[str, torch.Tensor]:
+    """The state_dict of an export or checkpoint, refused if it was trained for another ModelSpec."""
+    ckpt = _load(path, "weights written by edge.train (e.g. weights/atpn68.pt)")
+    if ModelSpec.from_json(ckpt["spec"]) != spec:
+        raise ModelError(f"{path}: trained for a different ModelSpec ({ckpt['spec']}); start from scratch instead")
+    return ckpt["model"]
+
+
+def load_training_state(path: str) -> Dict[str, Any]:
+    ckpt = _load(path, "a last.pt written by edge.train to resume from")
     missing = [k for k in ("spec", "model", "optimizer", "epoch", "step") if k not in ckpt]
     if missing:
         raise ModelError(f"{path}: lacks {missing}; resume needs a last.pt written by edge.train, not an export")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from edge.errors import ModelError
 from edge.model.atpn import ATPN, build_atpn
 from edge.model.spec import ModelSpec
-from edge.train.checkpoint import export_model, load_training_state, model_state, save_atomic
+from edge.train.checkpoint import export_model, load_training_state, load_weights, model_state, save_atomic
 from edge.train.config import OptimConfig, TrainConfig
 from edge.train.data import CropDataset, seed_worker
 from edge.train.losses import total_loss
@@ -71,14 +71,18 @@ def train_epoch(model: ATPN, loader: DataLoader, opt: torch.optim.Optimizer, cfg
     return out
 
 
-def run(cfg: TrainConfig, resume: Optional[str] = None) -> Dict[str, float]:
-    """Train to cfg.optim.epochs (continuing a checkpoint if given); returns the last epoch's metrics."""
+def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = None) -> Dict[str, float]:
+    """Train to cfg.optim.epochs, continuing a run (`resume`: a last.pt) or starting from weights
+    (`init`: an export or checkpoint; fresh optimizer and schedule); returns the last epoch's metrics."""
     torch.set_num_threads(cfg.optim.threads)
     torch.manual_seed(cfg.optim.seed)
     spec = ModelSpec()
     model = build_atpn(spec).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     epoch, step, best = 0, 0, math.inf
+    if init:
+        model.load_state_dict(load_weights(init, spec))
+        print(f"[train] starting from the weights of {init}", flush=True)
     if resume:
         ckpt = load_training_state(resume)
         if ModelSpec.from_json(ckpt["spec"]) != spec:
@@ -89,6 +93,9 @@ def run(cfg: TrainConfig, resume: Optional[str] = None) -> Dict[str, float]:
         print(f"[train] resumed {resume}: {epoch} epochs done, best NME {best:.4f}", flush=True)
     loader = make_loader(cfg, spec, epoch)
     val: ValidationSet = validation_set(validation_records(cfg.data), spec)
+    if init:  # the export is replaced only by a model better than the one fine-tuning started from
+        best = validate(model, val)["nme"]
+        print(f"[train] {init}: validation NME {best:.4f} to beat", flush=True)
     total_steps = cfg.optim.epochs * len(loader)
     os.makedirs(cfg.output.dir, exist_ok=True)
     metrics: Dict[str, float] = {}
