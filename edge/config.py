@@ -74,6 +74,7 @@ class TrackerConfig:
     match_iou: float = 0.3  # a detection overlapping a track this much is that track's face
     min_face_px: float = 8.0  # a landmark box smaller than this is a lost track, not a face
     hold_frames: int = 2  # a detection ATPN doubts keeps its crop this many frames before re-detecting
+    vouch_score: float = 0.6  # a face ATPN doubts is reported on the detector's word only from this score
 
     def __post_init__(self) -> None:
         require(0.0 <= self.track_threshold <= 1.0, "tracker.track_threshold", "in [0, 1]", self.track_threshold)
@@ -84,6 +85,8 @@ class TrackerConfig:
         require(self.min_face_px >= 1.0, "tracker.min_face_px", ">= 1", self.min_face_px)
         require(self.hold_frames >= 0, "tracker.hold_frames", ">= 0 (0 = re-detect on the next frame)",
                  self.hold_frames)
+        require(0.0 <= self.vouch_score <= 1.0, "tracker.vouch_score", "in [0, 1] (1 = only faces ATPN accepts)",
+                 self.vouch_score)
 
 
 @dataclass(frozen=True)

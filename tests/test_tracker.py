@@ -179,6 +179,15 @@ def test_a_doubted_detection_is_reported_and_held_then_detected_again(hold):
     assert scene.detect_calls == len(range(0, 6, hold + 1))
 
 
+def test_a_weak_detection_atpn_doubts_is_not_reported():
+    """On an empty scene BlazeFace scores textures just over its threshold; ATPN's doubt then wins."""
+    scene = Scene()
+    scene.faces = [{"cx": 300.0, "cy": 180.0, "s": 100.0, "score": 0.55}]
+    history = run(make_tracker(track_threshold=0.99, hold_frames=2, vouch_score=0.6), scene, 4)
+    assert history == [[]] * 4
+    assert scene.detect_calls == 4  # nothing alive: it searches again on every frame
+
+
 @pytest.mark.parametrize("a, b, expected", [
     ((0, 0, 10, 10), (0, 0, 10, 10), 1.0), ((0, 0, 10, 10), (5, 0, 15, 10), 1 / 3),
     ((0, 0, 10, 10), (20, 20, 30, 30), 0.0), ((0, 0, 0, 0), (0, 0, 0, 0), 0.0),

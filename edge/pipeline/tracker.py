@@ -33,6 +33,7 @@ class _Track:
     state: TrackState
     box_xyxy: np.ndarray  # the face's bounds on the last frame (landmarks, or the detection)
     hold_left: int = 0  # frames this detection's crop may still be kept while ATPN doubts the face
+    vouched: bool = False  # the detector was sure enough to report the face even if ATPN doubts it
 
 
 class Tracker:
@@ -72,7 +73,9 @@ class Tracker:
             if any(iou(box, t.box_xyxy) >= self.config.match_iou for t in self._tracks):
                 continue  # a face we already track: its landmark crop beats a detector box
             crop = self.place_detection(box, detections.keypoints[i], variant=detections.variant)
-            self._tracks.append(_Track(self._id_for(box), crop, TrackState.DETECTED, box, self.config.hold_frames))
+            vouched = float(detections.scores[i]) >= self.config.vouch_score
+            self._tracks.append(_Track(self._id_for(box), crop, TrackState.DETECTED, box, self.config.hold_frames,
+                                       vouched))
 
     def _id_for(self, box: np.ndarray) -> int:
         """The ID of a track that ended on the last frame where this face is (a face ATPN lost for a
@@ -97,11 +100,13 @@ class Tracker:
             if not self._plausible(box, width, height) or _duplicate(box, survivors):
                 continue
             tracked = score >= self.config.track_threshold
-            if not tracked and track.state is TrackState.TRACKED:
+            if not tracked and not track.vouched:
                 continue
-            # A face the detector found is reported even when ATPN doubts its crop (dark, blurred, turned
+            # A face the detector is sure of is reported even when ATPN doubts its crop (dark, blurred, turned
             # away): the detector vouches for it, on its frame and for `hold_frames` more on the same crop,
-            # before it must detect again. Only ATPN's score moves a track on to landmark-placed crops.
+            # before it must detect again. A weak detection ATPN doubts is dropped: on an empty scene those
+            # are textures (BlazeFace scores them just over its threshold). Only ATPN's score moves a track
+            # on to landmark-placed crops.
             faces.append(Face(track.track_id, track.state, box.astype(np.float32), landmarks.astype(np.float32),
                               np.asarray(result.pose_deg[i], dtype=np.float32), score))
             if tracked:
@@ -109,7 +114,7 @@ class Tracker:
                 survivors.append(_Track(track.track_id, crop, TrackState.TRACKED, box))
             elif track.hold_left > 0:
                 survivors.append(_Track(track.track_id, track.crop, TrackState.HELD, track.box_xyxy,
-                                        track.hold_left - 1))
+                                        track.hold_left - 1, vouched=True))
         alive = {t.track_id for t in survivors}
         self._ended = [t for t in self._tracks if t.track_id not in alive]
         self._tracks = survivors
