@@ -50,6 +50,20 @@ def test_budget(landmarks):
     assert 5_000_000 < count_macs(model) <= MAC_BUDGET
 
 
+def test_width_scales_every_layer_and_travels_with_the_checkpoint(tmp_path):
+    from edge.model.atpn import channels, load_checkpoint
+    from edge.train.checkpoint import export_model
+
+    assert [channels(c, 1.0) for c in (16, 24, 96, 128)] == [16, 24, 96, 128]  # width 1 is the shipped ATPN
+    assert [channels(c, 1.25) for c in (16, 24, 96, 128)] == [24, 32, 120, 160]
+    wide = ATPN(ModelSpec(width=1.25))
+    assert count_params(wide) > 1.4 * count_params(ATPN(ModelSpec()))
+    assert wide(torch.zeros(2, 3, 112, 112))["landmarks"].shape == (2, 68, 2)
+    export_model(wide, str(tmp_path / "wide.pt"))
+    assert load_checkpoint(str(tmp_path / "wide.pt")).spec.width == 1.25  # rebuilt at its own width
+    assert ModelSpec.from_json('{"input_size": 112}').width == 1.0  # checkpoints from before width existed
+
+
 def test_export_is_valid_onnx_with_dynamic_batch_and_spec(exported):
     model, path = exported
     proto = onnx.load(path)

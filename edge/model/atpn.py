@@ -22,6 +22,14 @@ from torch import nn
 from edge.model.spec import ModelSpec
 
 POSE_SCALE_DEG = 90.0  # the pose layer works in units of 90 degrees
+# Channels at width 1.0 (the shipped ATPN-68); ModelSpec.width scales them all.
+BASE_CHANNELS = {"stem": 16, "shallow": 24, "mid": 48, "deep1": 64, "deep": 96, "shortcut": 32, "head": 128,
+                 "fusion1": 32, "fusion": 48, "trunk": 96}
+
+
+def channels(base: int, width: float) -> int:
+    """`base` scaled by the width multiplier, to a multiple of 8 (what SIMD kernels like); 1.0 keeps it."""
+    return max(8, int(base * width + 4) // 8 * 8)
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True,
@@ -96,23 +104,25 @@ class ATPN(nn.Module):
             raise ValueError(f"heatmap_size must be input_size/4 (the shallow feature size), got {spec.heatmap_size}")
         self.spec = spec
         n = spec.num_landmarks
+        c = {k: channels(v, spec.width) for k, v in BASE_CHANNELS.items()}
         # S/2 -> S/4 quickly: full-resolution layers are what a CPU pays most for.
-        self.stem = nn.Sequential(conv_bn(3, 16, 3, 2), dw_separable(16, 24, 2))
-        self.shallow = stage(24, 24, 1, 1, 3)  # S/4: boundary-like features
-        self.mid = stage(24, 48, 2, 2, 3)  # S/8
-        self.deep = nn.Sequential(stage(48, 64, 2, 2, 3), stage(64, 96, 2, 1, 3))  # S/16
+        self.stem = nn.Sequential(conv_bn(3, c["stem"], 3, 2), dw_separable(c["stem"], c["shallow"], 2))
+        self.shallow = stage(c["shallow"], c["shallow"], 1, 1, 3)  # S/4: boundary-like features
+        self.mid = stage(c["shallow"], c["mid"], 2, 2, 3)  # S/8
+        self.deep = nn.Sequential(stage(c["mid"], c["deep1"], 2, 2, 3), stage(c["deep1"], c["deep"], 2, 1, 3))  # S/16
         # Shortcut: shallow features, pooled to the deep resolution.
-        self.shortcut = nn.Sequential(nn.AvgPool2d(4), conv_bn(24, 32, 1))
+        self.shortcut = nn.Sequential(nn.AvgPool2d(4), conv_bn(c["shallow"], c["shortcut"], 1))
         self.landmark_head = nn.Sequential(
-            conv_bn(96 + 32, 128, 1),
-            conv_bn(128, 128, spec.input_size // 16, groups=128, act=False, same=False),  # global depthwise: 7x7 -> 1x1
+            conv_bn(c["deep"] + c["shortcut"], c["head"], 1),
+            conv_bn(c["head"], c["head"], spec.input_size // 16, groups=c["head"], act=False, same=False),  # 7x7 -> 1x1
         )
-        self.landmark_out = nn.Linear(128, 2 * n)
+        self.landmark_out = nn.Linear(c["head"], 2 * n)
         self.renderer = HeatmapRenderer(spec.heatmap_size, spec.heatmap_sigma)
-        self.fusion = nn.Sequential(dw_separable(24 + 1, 32, 2), dw_separable(32, 48, 2))  # S/4 -> S/16
-        self.task_trunk = nn.Sequential(nn.Linear(96 + 48, 96), nn.ReLU6(inplace=True))
-        self.pose_out = nn.Linear(96, 3)
-        self.track_out = nn.Linear(96, 1)
+        self.fusion = nn.Sequential(dw_separable(c["shallow"] + 1, c["fusion1"], 2),
+                                    dw_separable(c["fusion1"], c["fusion"], 2))  # S/4 -> S/16
+        self.task_trunk = nn.Sequential(nn.Linear(c["deep"] + c["fusion"], c["trunk"]), nn.ReLU6(inplace=True))
+        self.pose_out = nn.Linear(c["trunk"], 3)
+        self.track_out = nn.Linear(c["trunk"], 1)
 
     def forward(self, crop: torch.Tensor) -> Dict[str, torch.Tensor]:
         s = self.shallow(self.stem(crop))

@@ -29,12 +29,15 @@ class ModelSpec:
     mean: float = 127.5  # crop = (RGB - mean) / std, same for all channels
     std: float = 128.0
     crop_scale: float = 1.6  # crop side = crop_scale * landmark-box size (see pipeline.crop)
+    width: float = 1.0  # ATPN's channel multiplier (the tensors above do not depend on it)
 
     def __post_init__(self) -> None:
         if self.num_landmarks not in (68, 98):
             raise ValueError(f"num_landmarks must be 68 or 98, got {self.num_landmarks}")
         if self.input_size % 16 != 0:
             raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
+        if not 0.25 <= self.width <= 4.0:
+            raise ValueError(f"width must be in [0.25, 4], got {self.width}")
 
     def output_shapes(self, batch: int) -> Dict[str, Tuple[int, ...]]:
         """The shape of every named output for a batch of crops."""

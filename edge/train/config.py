@@ -1,6 +1,6 @@
 """Training settings: configs/train_*.yaml -> frozen dataclasses, every key checked like edge.config.
 
-Sections: data (where faces come from and how they mix), augment (crop jitter and photometric
+Sections: model (ATPN width), data (where faces come from and how they mix), augment (crop jitter and photometric
 noise), loss (head weights), optim (schedule and CPU use), output (run folder and shipped weights).
 """
 from __future__ import annotations
@@ -95,7 +95,16 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    width: float = 1.0  # ATPN's channel multiplier (ModelSpec.width): more accuracy for more time per crop
+
+    def __post_init__(self) -> None:
+        require(0.25 <= self.width <= 4.0, "model.width", "in [0.25, 4]", self.width)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)

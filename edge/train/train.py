@@ -76,7 +76,7 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
     (`init`: an export or checkpoint; fresh optimizer and schedule); returns the last epoch's metrics."""
     torch.set_num_threads(cfg.optim.threads)
     torch.manual_seed(cfg.optim.seed)
-    spec = ModelSpec()
+    spec = ModelSpec(width=cfg.model.width)
     model = build_atpn(spec).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     epoch, step, best = 0, 0, math.inf
