@@ -75,6 +75,7 @@ class TrackerConfig:
     min_face_px: float = 8.0  # a landmark box smaller than this is a lost track, not a face
     hold_frames: int = 2  # a detection ATPN doubts keeps its crop this many frames before re-detecting
     vouch_score: float = 0.6  # a face ATPN doubts is reported on the detector's word only from this score
+    idle_detect_every: int = 1  # with no face tracked, search every K-th frame (DeepStream's `interval`; 1 = every)
 
     def __post_init__(self) -> None:
         require(0.0 <= self.track_threshold <= 1.0, "tracker.track_threshold", "in [0, 1]", self.track_threshold)
@@ -85,6 +86,8 @@ class TrackerConfig:
         require(self.min_face_px >= 1.0, "tracker.min_face_px", ">= 1", self.min_face_px)
         require(self.hold_frames >= 0, "tracker.hold_frames", ">= 0 (0 = re-detect on the next frame)",
                  self.hold_frames)
+        require(self.idle_detect_every >= 1, "tracker.idle_detect_every", ">= 1 (1 = search every frame)",
+                 self.idle_detect_every)
         require(0.0 <= self.vouch_score <= 1.0, "tracker.vouch_score", "in [0, 1] (1 = only faces ATPN accepts)",
                  self.vouch_score)
 

@@ -188,6 +188,19 @@ def test_a_weak_detection_atpn_doubts_is_not_reported():
     assert scene.detect_calls == 4  # nothing alive: it searches again on every frame
 
 
+def test_an_empty_scene_is_searched_every_idle_detect_every_frames():
+    scene, tracker = Scene(), make_tracker(idle_detect_every=3)
+    history = run(tracker, scene, 4)
+    assert scene.detect_calls == 2 and history == [[]] * 4  # frames 0 and 3
+    scene.faces = [{"cx": 300.0, "cy": 180.0, "s": 100.0}]  # a face walks in on frame 4 ...
+    history = run(tracker, scene, 3)
+    assert [len(faces) for faces in history] == [0, 0, 1]  # ... and is found on frame 6, the next search
+    assert scene.detect_calls == 3
+    scene.faces = []  # it leaves: the track ends, searching goes back to every third frame
+    run(tracker, scene, 7)
+    assert scene.detect_calls == 3 + 1 + 2  # the frame it ended on, then 3 and 6 frames later
+
+
 @pytest.mark.parametrize("a, b, expected", [
     ((0, 0, 10, 10), (0, 0, 10, 10), 1.0), ((0, 0, 10, 10), (5, 0, 15, 10), 1 / 3),
     ((0, 0, 10, 10), (20, 20, 30, 30), 0.0), ((0, 0, 0, 0), (0, 0, 0, 0), 0.0),

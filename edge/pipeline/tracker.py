@@ -1,6 +1,7 @@
 """Heatmap-guided face tracking as a pure state machine (MediaPipe Face Mesh semantics).
 
-Detect on the first frame and whenever no track is alive; otherwise each track's next crop comes
+Detect on the first frame and whenever no track is alive (on every `idle_detect_every`-th such
+frame, to spare a Jetson's power on an empty scene); otherwise each track's next crop comes
 from its previous landmarks, and ATPN's track score decides whether it survives. The detector also
 runs every `detect_every` frames to pick up new faces; a detection that overlaps a live track is
 that track's face (IDs stay stable), the others start new tracks up to `max_faces`. All crops of a
@@ -47,22 +48,29 @@ class Tracker:
         self._ended: List[_Track] = []  # tracks that ended on the last frame: a detection there keeps the ID
         self._next_id = 1
         self._frames_since_detection = 0
+        self._idle_frames = 0  # frames in a row that started with no live track
 
     def step(self, image: np.ndarray, detect: DetectFn, align: AlignFn) -> List[Face]:
         every = self.config.detect_every
-        detected = not self._tracks or (every > 0 and self._frames_since_detection >= every)
+        tracking = bool(self._tracks)
+        if tracking:
+            detected = every > 0 and self._frames_since_detection >= every
+        else:  # an empty scene: search on every idle_detect_every-th frame (saves the detector's power)
+            detected = self._idle_frames % self.config.idle_detect_every == 0
         if detected:
             self._add_new_faces(detect(image))
         faces = self._align(image, align)
-        if not faces and not detected:  # every track ended here: look again now, not a frame late
+        if tracking and not faces and not detected:  # every track ended here: look again now, not a frame late
             self._add_new_faces(detect(image))
             faces = self._align(image, align)
         self._frames_since_detection += 1
+        self._idle_frames = 0 if self._tracks else self._idle_frames + 1
         return faces
 
     def reset(self) -> None:
         """Forget every track (a shot cut the caller knows about, a new stream); IDs keep counting."""
         self._tracks, self._ended = [], []
+        self._idle_frames = 0
 
     def _add_new_faces(self, detections: Detections) -> None:
         self._frames_since_detection = 0
