@@ -27,7 +27,7 @@ from edge.build.calibration import make_calibration_set
 from edge.build.calibration_set import CalibrationSet, write_calibration_set
 from edge.build.gpu import GpuInfo
 from edge.build.options import BatchProfile, BuildRequest, profile_shapes, request_from
-from edge.build.quantize import LANDMARK_OUTPUT, QUANT_METADATA_KEY, nodes_after, quantize_qdq
+from edge.build.quantize import QUANT_METADATA_KEY, float_nodes, quantize_qdq
 from edge.build.sidecar import CacheKey, Sidecar, check_engine, file_sha256, reusable, write_sidecar
 from edge.errors import CalibrationError, ConfigError, EngineError, ModelError
 
@@ -145,9 +145,24 @@ def test_qdq_model_is_valid_symmetric_per_channel_int8_with_float_heads(qdq_mode
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # symmetric int8
     assert any(inits[n.input[1]].size > 1 for n in q_nodes if n.input[1] in inits)  # per-channel weight scales
     assert not any(inits.get(n.input[0], np.zeros(0, np.int8)).dtype == np.int32 for n in q_nodes)  # float biases
-    float_part = set(nodes_after(model.graph, LANDMARK_OUTPUT))
+    float_part = set(float_nodes(model.graph))
     by_name = {n.name: n for n in model.graph.node}
     assert float_part and not any(by_name[name].op_type.endswith("QuantizeLinear") for name in float_part)
+
+
+def test_a_soft_argmax_landmark_head_stays_float(tmp_path):
+    import onnx
+
+    from edge.model.atpn import build_atpn
+    from edge.model.export import export_onnx
+    from edge.model.spec import ModelSpec
+
+    path = export_onnx(build_atpn(ModelSpec(landmark_head="integral")), str(tmp_path / "integral.onnx"))
+    graph = onnx.load(path).graph
+    kept = set(float_nodes(graph))
+    by_name = {n.name: n for n in graph.node}
+    assert {by_name[k].op_type for k in kept} >= {"Softmax", "MatMul", "Exp"}  # soft-argmax, renderer
+    assert not any(by_name[k].op_type == "Conv" and "landmark_head" in k for k in kept)  # its convs go int8
 
 
 def test_qdq_model_runs_in_onnxruntime_within_bound_of_fp32(qdq_model, held_out_set):

@@ -30,15 +30,17 @@ def randomised(spec: ModelSpec, seed: int = 0) -> ATPN:
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.1)
-        model.landmark_out.bias.fill_(0.5)  # keep points inside the crop so the heatmap is not empty
+        if spec.landmark_head == "regression":  # (soft-argmax points are inside the crop by construction)
+            model.landmark_out.bias.fill_(0.5)  # keep points inside the crop so the heatmap is not empty
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=[68, 98])
+@pytest.fixture(scope="module", params=[(68, "regression"), (98, "regression"), (68, "integral")])
 def exported(request, tmp_path_factory):
-    spec = ModelSpec(num_landmarks=request.param)
+    points, head = request.param
+    spec = ModelSpec(num_landmarks=points, landmark_head=head)
     model = randomised(spec)
-    path = str(tmp_path_factory.mktemp("onnx") / f"atpn{request.param}.onnx")
+    path = str(tmp_path_factory.mktemp("onnx") / f"atpn{points}_{head}.onnx")
     export_onnx(model, path)
     return model, path
 

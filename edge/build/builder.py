@@ -167,13 +167,14 @@ def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan
 
 def _keep_float_after(trt: Any, network: Any, config: Any, tensor: str) -> Tuple[str, ...]:
     """Implicit INT8 leaves every layer fed by `tensor` (ATPN: the heatmap renderer, fusion, pose and track heads)
-    in FP32, the same choice as the Q/DQ route (quantize.py); nothing to do for a model without that output."""
+    and a soft-argmax head's Softmax and expectation in FP32, the same choice as the Q/DQ route (quantize.py);
+    nothing to do for a model without either."""
     tainted = {tensor}
     kept = 0
     for i in range(network.num_layers):  # layers come in topological order
         layer = network.get_layer(i)
         inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
-        if not any(t is not None and t.name in tainted for t in inputs):
+        if layer.type != trt.LayerType.SOFTMAX and not any(t is not None and t.name in tainted for t in inputs):
             continue
         outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
         tainted.update(t.name for t in outputs)

@@ -42,6 +42,17 @@ def nodes_after(graph: Any, tensor: str) -> List[str]:
     return sorted(seen)
 
 
+def float_nodes(graph: Any) -> List[str]:
+    """What stays float: everything fed by the landmarks, and a soft-argmax head's Softmax with the
+    expectation after it (int8 probabilities over 784 cells would round a peaked map to a few steps)."""
+    keep = set(nodes_after(graph, LANDMARK_OUTPUT))
+    for node in graph.node:
+        if node.op_type == "Softmax":
+            keep.add(node.name)
+            keep.update(n for out in node.output for n in nodes_after(graph, out))
+    return sorted(keep)
+
+
 class _Reader:
     """ONNX Runtime's CalibrationDataReader over a calibration set (duck-typed: get_next).
 
@@ -83,7 +94,7 @@ def quantize_qdq(onnx_path: str, calib_dir: str, out_path: str, keep_float: str 
         # which TensorRT wants in float) and infers shapes; its output is plain ONNX.
         quant_pre_process(onnx_path, tmp, skip_symbolic_shape=True)
         graph = onnx.load(tmp).graph
-        exclude = nodes_after(graph, LANDMARK_OUTPUT) if keep_float == "after-landmarks" else []
+        exclude = float_nodes(graph) if keep_float == "after-landmarks" else []
         try:
             quantize_static(
                 tmp, tmp, _Reader(calib, name), quant_format=QuantFormat.QDQ, per_channel=True,

@@ -24,7 +24,7 @@ from edge.model.spec import ModelSpec
 POSE_SCALE_DEG = 90.0  # the pose layer works in units of 90 degrees
 # Channels at width 1.0 (the shipped ATPN-68); ModelSpec.width scales them all.
 BASE_CHANNELS = {"stem": 16, "shallow": 24, "mid": 48, "deep1": 64, "deep": 96, "shortcut": 32, "head": 128,
-                 "fusion1": 32, "fusion": 48, "trunk": 96}
+                 "fusion1": 32, "fusion": 48, "trunk": 96, "lateral": 32}
 
 
 def channels(base: int, width: float) -> int:
@@ -90,6 +90,34 @@ class HeatmapRenderer(nn.Module):
         return torch.clamp(heat, max=1.0).unsqueeze(1)
 
 
+class IntegralHead(nn.Module):
+    """Landmarks by soft-argmax: one heatmap per point on the S/4 grid, from the shallow features plus
+    the mid and deep ones upsampled (an FPN-style sum), then the expected position under its softmax.
+    Inner points (eyes, nose, mouth) need the finer grid: a 7x7 regression places them coarsely."""
+
+    def __init__(self, c_shallow: int, c_mid: int, c_deep: int, hidden: int, points: int, size: int) -> None:
+        super().__init__()
+        self.lateral_s = conv_bn(c_shallow, hidden, 1, act=False)
+        self.lateral_m = conv_bn(c_mid, hidden, 1, act=False)
+        self.lateral_d = conv_bn(c_deep, hidden, 1, act=False)
+        self.refine = nn.Sequential(nn.ReLU6(), conv_bn(hidden, hidden, 3, groups=hidden), conv_bn(hidden, hidden, 1))
+        self.logits = nn.Conv2d(hidden, points, 1)
+        coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+        self.register_buffer("grid", coords.reshape(-1, 1), persistent=False)  # [S,1]
+        self.size = size
+
+    def forward(self, s: torch.Tensor, m: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        up = nn.functional.interpolate
+        x = self.lateral_s(s) + up(self.lateral_m(m), scale_factor=2.0, mode="bilinear", align_corners=False)
+        x = x + up(self.lateral_d(d), scale_factor=4.0, mode="bilinear", align_corners=False)
+        logits = self.logits(self.refine(x))  # [B,N,S,S]
+        b, n = logits.shape[0], logits.shape[1]
+        prob = torch.softmax(logits.reshape(b, n, -1), dim=-1).reshape(b, n, self.size, self.size)
+        x_coord = torch.matmul(prob.sum(dim=2), self.grid)  # marginal over rows -> E[x]: [B,N,1]
+        y_coord = torch.matmul(prob.sum(dim=3), self.grid)
+        return torch.cat([x_coord, y_coord], dim=2)
+
+
 def dw_separable(cin: int, cout: int, stride: int) -> nn.Sequential:
     """Depthwise 3x3 + pointwise 1x1: a strided step that costs little."""
     return nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin), conv_bn(cin, cout, 1))
@@ -110,13 +138,17 @@ class ATPN(nn.Module):
         self.shallow = stage(c["shallow"], c["shallow"], 1, 1, 3)  # S/4: boundary-like features
         self.mid = stage(c["shallow"], c["mid"], 2, 2, 3)  # S/8
         self.deep = nn.Sequential(stage(c["mid"], c["deep1"], 2, 2, 3), stage(c["deep1"], c["deep"], 2, 1, 3))  # S/16
-        # Shortcut: shallow features, pooled to the deep resolution.
-        self.shortcut = nn.Sequential(nn.AvgPool2d(4), conv_bn(c["shallow"], c["shortcut"], 1))
-        self.landmark_head = nn.Sequential(
-            conv_bn(c["deep"] + c["shortcut"], c["head"], 1),
-            conv_bn(c["head"], c["head"], spec.input_size // 16, groups=c["head"], act=False, same=False),  # 7x7 -> 1x1
-        )
-        self.landmark_out = nn.Linear(c["head"], 2 * n)
+        # Shortcut: shallow features, pooled to the deep resolution (the integral head reads them at S/4).
+        if spec.landmark_head == "regression":
+            self.shortcut = nn.Sequential(nn.AvgPool2d(4), conv_bn(c["shallow"], c["shortcut"], 1))
+        if spec.landmark_head == "integral":
+            self.landmark_head = IntegralHead(c["shallow"], c["mid"], c["deep"], c["lateral"], n, spec.heatmap_size)
+        else:
+            self.landmark_head = nn.Sequential(
+                conv_bn(c["deep"] + c["shortcut"], c["head"], 1),
+                conv_bn(c["head"], c["head"], spec.input_size // 16, groups=c["head"], act=False, same=False),  # 7x7 -> 1
+            )
+            self.landmark_out = nn.Linear(c["head"], 2 * n)
         self.renderer = HeatmapRenderer(spec.heatmap_size, spec.heatmap_sigma)
         self.fusion = nn.Sequential(dw_separable(c["shallow"] + 1, c["fusion1"], 2),
                                     dw_separable(c["fusion1"], c["fusion"], 2))  # S/4 -> S/16
@@ -126,9 +158,13 @@ class ATPN(nn.Module):
 
     def forward(self, crop: torch.Tensor) -> Dict[str, torch.Tensor]:
         s = self.shallow(self.stem(crop))
-        d = self.deep(self.mid(s))
-        f = self.landmark_head(torch.cat([d, self.shortcut(s)], dim=1)).flatten(1)
-        landmarks = self.landmark_out(f).reshape(-1, self.spec.num_landmarks, 2)
+        m = self.mid(s)
+        d = self.deep(m)
+        if self.spec.landmark_head == "integral":
+            landmarks = self.landmark_head(s, m, d)
+        else:
+            f = self.landmark_head(torch.cat([d, self.shortcut(s)], dim=1)).flatten(1)
+            landmarks = self.landmark_out(f).reshape(-1, self.spec.num_landmarks, 2)
         heatmap = self.renderer(landmarks)
         fused = self.fusion(torch.cat([s * (1.0 + heatmap), heatmap], dim=1))
         g = torch.cat([fused.mean(dim=(2, 3)), d.mean(dim=(2, 3))], dim=1)
@@ -144,8 +180,12 @@ class ATPN(nn.Module):
 def build_atpn(spec: ModelSpec = ModelSpec()) -> ATPN:
     """A fresh ATPN with the landmark layer starting at the crop centre."""
     model = ATPN(spec)
-    nn.init.zeros_(model.landmark_out.weight)
-    nn.init.constant_(model.landmark_out.bias, 0.5)
+    if spec.landmark_head == "integral":  # flat heatmaps: every point at the centre
+        nn.init.zeros_(model.landmark_head.logits.weight)
+        nn.init.zeros_(model.landmark_head.logits.bias)
+    else:
+        nn.init.zeros_(model.landmark_out.weight)
+        nn.init.constant_(model.landmark_out.bias, 0.5)
     return model
 
 

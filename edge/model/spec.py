@@ -30,12 +30,15 @@ class ModelSpec:
     std: float = 128.0
     crop_scale: float = 1.6  # crop side = crop_scale * landmark-box size (see pipeline.crop)
     width: float = 1.0  # ATPN's channel multiplier (the tensors above do not depend on it)
+    landmark_head: str = "regression"  # "regression" (7x7 features -> linear) or "integral" (soft-argmax on S/4)
 
     def __post_init__(self) -> None:
         if self.num_landmarks not in (68, 98):
             raise ValueError(f"num_landmarks must be 68 or 98, got {self.num_landmarks}")
         if self.input_size % 16 != 0:
             raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
+        if self.landmark_head not in ("regression", "integral"):
+            raise ValueError(f"landmark_head must be regression or integral, got {self.landmark_head!r}")
         if not 0.25 <= self.width <= 4.0:
             raise ValueError(f"width must be in [0.25, 4], got {self.width}")
 

@@ -7,6 +7,7 @@ The exported model keeps only spec + model (what the repository ships).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any, Dict
 
 import torch
@@ -45,9 +46,10 @@ def _load(path: str, what: str) -> Dict[str, Any]:
 
 
 def load_weights(path: str, spec: ModelSpec) -> Dict[str, torch.Tensor]:
-    """The state_dict of an export or checkpoint, refused if it was trained for another ModelSpec."""
+    """The state_dict of an export or checkpoint, refused if it was trained for another ModelSpec
+    (another landmark head is allowed: the layers both have are taken, the new head starts fresh)."""
     ckpt = _load(path, "weights written by edge.train (e.g. weights/atpn68.pt)")
-    if ModelSpec.from_json(ckpt["spec"]) != spec:
+    if replace(ModelSpec.from_json(ckpt["spec"]), landmark_head=spec.landmark_head) != spec:
         raise ModelError(f"{path}: trained for a different ModelSpec ({ckpt['spec']}); start from scratch instead")
     return ckpt["model"]
 

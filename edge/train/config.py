@@ -97,9 +97,12 @@ class OutputConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     width: float = 1.0  # ATPN's channel multiplier (ModelSpec.width): more accuracy for more time per crop
+    landmark_head: str = "regression"  # or "integral" (ModelSpec.landmark_head)
 
     def __post_init__(self) -> None:
         require(0.25 <= self.width <= 4.0, "model.width", "in [0.25, 4]", self.width)
+        require(self.landmark_head in ("regression", "integral"), "model.landmark_head", "regression or integral",
+                 self.landmark_head)
 
 
 @dataclass(frozen=True)

@@ -76,13 +76,15 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
     (`init`: an export or checkpoint; fresh optimizer and schedule); returns the last epoch's metrics."""
     torch.set_num_threads(cfg.optim.threads)
     torch.manual_seed(cfg.optim.seed)
-    spec = ModelSpec(width=cfg.model.width)
+    spec = ModelSpec(width=cfg.model.width, landmark_head=cfg.model.landmark_head)
     model = build_atpn(spec).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     epoch, step, best = 0, 0, math.inf
     if init:
-        model.load_state_dict(load_weights(init, spec))
-        print(f"[train] starting from the weights of {init}", flush=True)
+        missing, unused = model.load_state_dict(load_weights(init, spec), strict=False)
+        print(f"[train] starting from the weights of {init}" + (f"; new: {len(missing)} tensors of "
+              f"{sorted({k.split('.')[0] for k in missing})}, unused: {len(unused)}" if missing or unused else ""),
+              flush=True)
     if resume:
         ckpt = load_training_state(resume)
         if ModelSpec.from_json(ckpt["spec"]) != spec:
