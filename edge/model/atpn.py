@@ -102,20 +102,18 @@ class IntegralHead(nn.Module):
         self.lateral_d = conv_bn(c_deep, hidden, 1, act=False)
         self.refine = nn.Sequential(nn.ReLU6(), conv_bn(hidden, hidden, 3, groups=hidden), conv_bn(hidden, hidden, 1))
         self.logits = nn.Conv2d(hidden, points, 1)
-        coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-        self.register_buffer("grid", coords.reshape(-1, 1), persistent=False)  # [S,1]
-        self.size = size
+        self.points = points
+        centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+        ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("cells", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), persistent=False)  # [S*S,2]
 
     def forward(self, s: torch.Tensor, m: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         up = nn.functional.interpolate
         x = self.lateral_s(s) + up(self.lateral_m(m), scale_factor=2.0, mode="bilinear", align_corners=False)
         x = x + up(self.lateral_d(d), scale_factor=4.0, mode="bilinear", align_corners=False)
         logits = self.logits(self.refine(x))  # [B,N,S,S]
-        b, n = logits.shape[0], logits.shape[1]
-        prob = torch.softmax(logits.reshape(b, n, -1), dim=-1).reshape(b, n, self.size, self.size)
-        x_coord = torch.matmul(prob.sum(dim=2), self.grid)  # marginal over rows -> E[x]: [B,N,1]
-        y_coord = torch.matmul(prob.sum(dim=3), self.grid)
-        return torch.cat([x_coord, y_coord], dim=2)
+        prob = torch.softmax(logits.reshape(-1, self.points, self.cells.shape[0]), dim=-1)  # [B,N,S*S]
+        return torch.matmul(prob, self.cells)  # expected (x, y) of each point: one MatMul, [B,N,2]
 
 
 def dw_separable(cin: int, cout: int, stride: int) -> nn.Sequential:

@@ -30,7 +30,7 @@ class ModelSpec:
     std: float = 128.0
     crop_scale: float = 1.6  # crop side = crop_scale * landmark-box size (see pipeline.crop)
     width: float = 1.0  # ATPN's channel multiplier (the tensors above do not depend on it)
-    landmark_head: str = "regression"  # "regression" (7x7 features -> linear) or "integral" (soft-argmax on S/4)
+    landmark_head: str = "regression"  # "regression" (7x7 features -> linear, shipped) or "integral" (soft-argmax on S/4)
 
     def __post_init__(self) -> None:
         if self.num_landmarks not in (68, 98):

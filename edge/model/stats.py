@@ -44,10 +44,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--landmarks", type=int, default=68, choices=(68, 98))
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (default: %(default)s)")
+    ap.add_argument("--head", default="regression", choices=("integral", "regression"), help="landmark head")
     args = ap.parse_args()
-    model = build_atpn(ModelSpec(num_landmarks=args.landmarks, width=args.width))
+    model = build_atpn(ModelSpec(num_landmarks=args.landmarks, width=args.width, landmark_head=args.head))
     params, macs = count_params(model), count_macs(model)
-    print(f"ATPN-{args.landmarks} x{args.width:g} @ {model.spec.input_size}px: {params:,} parameters "
+    print(f"ATPN-{args.landmarks} x{args.width:g} {args.head} @ {model.spec.input_size}px: {params:,} parameters "
           f"({100 * params / PARAM_BUDGET:.0f} % of budget {PARAM_BUDGET:,}), "
           f"{macs / 1e6:.1f} M MACs per crop ({100 * macs / MAC_BUDGET:.0f} % of budget {MAC_BUDGET / 1e6:.0f} M)")
 
