@@ -136,12 +136,10 @@ class ATPN(nn.Module):
         self.shallow = stage(c["shallow"], c["shallow"], 1, 1, 3)  # S/4: boundary-like features
         self.mid = stage(c["shallow"], c["mid"], 2, 2, 3)  # S/8
         self.deep = nn.Sequential(stage(c["mid"], c["deep1"], 2, 2, 3), stage(c["deep1"], c["deep"], 2, 1, 3))  # S/16
-        # Shortcut: shallow features, pooled to the deep resolution (the integral head reads them at S/4).
-        if spec.landmark_head == "regression":
-            self.shortcut = nn.Sequential(nn.AvgPool2d(4), conv_bn(c["shallow"], c["shortcut"], 1))
-        if spec.landmark_head == "integral":
+        if spec.landmark_head == "integral":  # the shortcut: shallow features read at S/4 by the head
             self.landmark_head = IntegralHead(c["shallow"], c["mid"], c["deep"], c["lateral"], n, spec.heatmap_size)
-        else:
+        else:  # the shortcut: shallow features pooled to the deep resolution
+            self.shortcut = nn.Sequential(nn.AvgPool2d(4), conv_bn(c["shallow"], c["shortcut"], 1))
             self.landmark_head = nn.Sequential(
                 conv_bn(c["deep"] + c["shortcut"], c["head"], 1),
                 conv_bn(c["head"], c["head"], spec.input_size // 16, groups=c["head"], act=False, same=False),  # 7x7 -> 1

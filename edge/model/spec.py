@@ -12,6 +12,8 @@ from typing import Dict, Tuple
 INPUT_NAME = "crop"
 OUTPUT_NAMES: Tuple[str, ...] = ("landmarks", "pose", "track", "heatmap")
 METADATA_KEY = "atpn_spec"
+LANDMARK_HEADS: Tuple[str, ...] = ("regression", "integral")
+WIDTH_RANGE = (0.25, 4.0)
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,10 @@ class ModelSpec:
             raise ValueError(f"num_landmarks must be 68 or 98, got {self.num_landmarks}")
         if self.input_size % 16 != 0:
             raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
-        if self.landmark_head not in ("regression", "integral"):
-            raise ValueError(f"landmark_head must be regression or integral, got {self.landmark_head!r}")
-        if not 0.25 <= self.width <= 4.0:
-            raise ValueError(f"width must be in [0.25, 4], got {self.width}")
+        if self.landmark_head not in LANDMARK_HEADS:
+            raise ValueError(f"landmark_head must be one of {', '.join(LANDMARK_HEADS)}, got {self.landmark_head!r}")
+        if not WIDTH_RANGE[0] <= self.width <= WIDTH_RANGE[1]:
+            raise ValueError(f"width must be in [{WIDTH_RANGE[0]}, {WIDTH_RANGE[1]}], got {self.width}")
 
     def output_shapes(self, batch: int) -> Dict[str, Tuple[int, ...]]:
         """The shape of every named output for a batch of crops."""

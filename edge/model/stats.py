@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from edge.model.atpn import ATPN, build_atpn
-from edge.model.spec import ModelSpec
+from edge.model.spec import LANDMARK_HEADS, ModelSpec
 
 PARAM_BUDGET = 1_500_000
 MAC_BUDGET = 150_000_000
@@ -44,7 +44,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--landmarks", type=int, default=68, choices=(68, 98))
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (default: %(default)s)")
-    ap.add_argument("--head", default="regression", choices=("integral", "regression"), help="landmark head")
+    ap.add_argument("--head", default="regression", choices=LANDMARK_HEADS, help="landmark head")
     args = ap.parse_args()
     model = build_atpn(ModelSpec(num_landmarks=args.landmarks, width=args.width, landmark_head=args.head))
     params, macs = count_params(model), count_macs(model)

@@ -1,6 +1,6 @@
 """Training settings: configs/train_*.yaml -> frozen dataclasses, every key checked like edge.config.
 
-Sections: model (ATPN width), data (where faces come from and how they mix), augment (crop jitter and photometric
+Sections: model (ATPN width and landmark head), data (where faces come from and how they mix), augment (crop jitter and photometric
 noise), loss (head weights), optim (schedule and CPU use), output (run folder and shipped weights).
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional
 
 from edge.config import require, section
 from edge.errors import ConfigError
+from edge.model.spec import LANDMARK_HEADS, WIDTH_RANGE
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ class ModelConfig:
     landmark_head: str = "regression"  # or "integral": more accurate, ~30 % more time per crop on a CPU
 
     def __post_init__(self) -> None:
-        require(0.25 <= self.width <= 4.0, "model.width", "in [0.25, 4]", self.width)
-        require(self.landmark_head in ("regression", "integral"), "model.landmark_head", "regression or integral",
+        require(WIDTH_RANGE[0] <= self.width <= WIDTH_RANGE[1], "model.width", f"in {list(WIDTH_RANGE)}", self.width)
+        require(self.landmark_head in LANDMARK_HEADS, "model.landmark_head", " or ".join(LANDMARK_HEADS),
                  self.landmark_head)
 
 
