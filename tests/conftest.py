@@ -4,7 +4,9 @@ Anything that needs something outside the repository skips with the reason and t
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -56,24 +58,27 @@ def model_path(name: str) -> Path:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Tests marked `gpu` skip, saying what is missing, unless TensorRT, pycuda and a CUDA GPU are all here."""
-    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
-    missing = _gpu_stack_missing() if gpu_tests else None
-    for item in gpu_tests if missing else []:
-        item.add_marker(pytest.mark.skip(reason=f"needs TensorRT and a CUDA GPU ({missing})"))
+    """`gpu` tests need pycuda and a CUDA GPU; those also marked `tensorrt` need TensorRT as well.
+    Each skips saying what is missing, so a GPU without TensorRT still runs the CUDA tests."""
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            missing = _gpu_stack_missing(needs_tensorrt=item.get_closest_marker("tensorrt") is not None)
+            if missing:
+                item.add_marker(pytest.mark.skip(reason=f"needs {missing}"))
 
 
-def _gpu_stack_missing():
+@functools.lru_cache(maxsize=None)
+def _gpu_stack_missing(needs_tensorrt: bool) -> Optional[str]:
     import importlib.util
 
     from edge.build.gpu import query_gpu
     from edge.errors import EngineError
 
-    for module in ("tensorrt", "pycuda"):
+    for module in ("tensorrt", "pycuda") if needs_tensorrt else ("pycuda",):
         if importlib.util.find_spec(module) is None:
-            return f"no {module} module"
+            return f"the {module} module ({'TensorRT' if module == 'tensorrt' else 'CUDA from Python'})"
     try:
         query_gpu()
     except EngineError as exc:
-        return str(exc)
+        return f"a CUDA GPU ({exc})"
     return None

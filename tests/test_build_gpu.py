@@ -20,7 +20,7 @@ from edge.build.options import BuildRequest
 from edge.build.quantize import quantize_qdq
 from edge.errors import ModelError
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
 
 # Largest allowed mean difference from ONNX Runtime FP32, per precision.
 BOUNDS = {

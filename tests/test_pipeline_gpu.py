@@ -1,12 +1,14 @@
 """The camera loop on TensorRT with GPU pre-processing, against ONNX Runtime (marker `gpu`).
 
-Skips (conftest.py) without TensorRT, pycuda and a CUDA GPU. Tolerances: the GPU warp matches
+Skips (conftest.py) without pycuda and a CUDA GPU; the loop tests (marker `tensorrt`) without
+TensorRT too. Tolerances: the GPU warp matches
 cv2.warpAffine to about one grey level (OpenCV interpolates in fixed point); the loop's landmarks
 match the CPU loop within 1.5 px median on the real clip at FP32, 3 px at FP16.
 """
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Dict, List
 
 import numpy as np
@@ -21,32 +23,79 @@ from edge.pipeline.loop import run_loop
 from edge.pipeline.outputs import Outputs
 from edge.pipeline.sources import VideoFileSource
 from edge.pipeline.stats import RunStats
+from edge.runtime.buffers import STAGED, ZERO_COPY
 
 pytestmark = pytest.mark.gpu
 FRAMES = 120
 MEDIAN_PX = {"fp32": 1.5, "fp16": 3.0}
 
 
-def test_gpu_warp_matches_the_cpu_warp(astronaut_bgr):
+def gpu_warp(image: np.ndarray, boxes, spec: ModelSpec, placement: str):
+    """`GpuCropper.warp` of `boxes` into a device buffer, copied back: (crops, frame->crop matrices)."""
     from edge.pipeline.gpu_crop import GpuCropper
     from edge.runtime.cuda import shared_context
 
     ctx = shared_context()
-    spec = ModelSpec()
-    boxes = [CropBox(256, 230, 200), CropBox(250, 240, 260, 25.0), CropBox(30, 30, 150, -60.0)]  # last one: border
-    want, want_m = warp_crops(astronaut_bgr, boxes, spec)
-    cropper = GpuCropper(ctx, max_batch=len(boxes))
+    cropper = GpuCropper(ctx, max_batch=len(boxes), placement=placement)
+    got = np.empty((len(boxes), 3, spec.input_size, spec.input_size), np.float32)
     with ctx.active():
-        dst = ctx.cuda.mem_alloc(want.nbytes)
-        cropper.upload(astronaut_bgr)
-        got_m = cropper.warp(boxes, spec, int(dst))
-        got = np.empty_like(want)
+        dst = ctx.cuda.mem_alloc(got.nbytes)
+        cropper.upload(image)
+        matrices = cropper.warp(boxes, spec, int(dst))
         ctx.cuda.memcpy_dtoh_async(got, dst, ctx.stream)
         ctx.stream.synchronize()
         dst.free()
     cropper.close()
+    return got, matrices
+
+
+@pytest.mark.parametrize("placement", [STAGED, ZERO_COPY])  # zero copy: Jetson's mapped frame, on any GPU
+def test_gpu_warp_matches_the_cpu_warp(astronaut_bgr, placement):
+    spec = ModelSpec()
+    boxes = [CropBox(256, 230, 200), CropBox(250, 240, 260, 25.0), CropBox(30, 30, 150, -60.0)]  # last one: border
+    want, want_m = warp_crops(astronaut_bgr, boxes, spec)
+    got, got_m = gpu_warp(astronaut_bgr, boxes, spec, placement)
     np.testing.assert_allclose(got_m, want_m)
     assert np.abs(got - want).max() <= 1.5 / spec.std
+
+
+def test_gpu_letterbox_matches_the_detector_input(astronaut_bgr):
+    """The detector's letterbox of a wide frame (black bars) through the same kernel."""
+    frame = np.concatenate([astronaut_bgr[:288], astronaut_bgr[:288, ::-1]], axis=1)  # 1024x288
+    pixels = replace(ModelSpec(), input_size=128, mean=127.5, std=127.5)
+    box = CropBox(frame.shape[1] / 2.0, frame.shape[0] / 2.0, float(max(frame.shape[:2])))
+    want, _ = warp_crops(frame, [box], pixels)
+    got, _ = gpu_warp(frame, [box], pixels, STAGED)
+    assert np.abs(got - want).max() <= 1.5 / pixels.std
+
+
+def test_cuda_context_is_pushed_per_thread_and_closes():
+    import threading
+
+    from edge.runtime.cuda import CudaContext
+
+    ctx = CudaContext()
+    with ctx.active(), ctx.active():  # re-entrant: the inner one neither pushes nor pops
+        buf = ctx.cuda.mem_alloc(1024)
+    seen = []
+
+    def worker() -> None:
+        with ctx.active():
+            seen.append(ctx.cuda.Context.get_device().name())
+            ctx.cuda.memset_d8(buf, 7, 1024)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    host = np.zeros(1024, np.uint8)
+    with ctx.active():
+        ctx.cuda.memcpy_dtoh(host, buf)
+        buf.free()
+    assert seen and seen[0] == ctx.device.name() and (host == 7).all()
+    ctx.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        with ctx.active():
+            pass
 
 
 def run_clip(clip: str, backend: str, precision: str) -> List[Dict[int, np.ndarray]]:
@@ -60,6 +109,7 @@ def run_clip(clip: str, backend: str, precision: str) -> List[Dict[int, np.ndarr
     return per_frame
 
 
+@pytest.mark.tensorrt
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_loop_matches_onnxruntime_on_the_clip(hamilton_clip, precision):
     for name in ("atpn68.onnx", "blazeface_full.onnx"):

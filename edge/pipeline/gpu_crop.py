@@ -7,7 +7,7 @@ detector's letterbox is an affine map too, so the same kernel feeds BlazeFace.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,9 +60,13 @@ def launch_grid(out_size: int, batch: int) -> Tuple[int, int, int]:
 
 
 class GpuCropper:
-    """Holds the frame on the device (allocated once per frame size) and warps batches from it."""
+    """Holds the frame on the device (allocated once per frame size) and warps batches from it.
 
-    def __init__(self, ctx: CudaContext, max_batch: int) -> None:
+    `placement` defaults to zero copy on an integrated GPU (Jetson) and staged copies elsewhere;
+    a discrete GPU can map pinned host memory too, which is how the Jetson path is tested on x86.
+    """
+
+    def __init__(self, ctx: CudaContext, max_batch: int, placement: Optional[str] = None) -> None:
         from pycuda.compiler import SourceModule  # nvcc at first use; JetPack ships it
 
         self.ctx = ctx
@@ -71,7 +75,7 @@ class GpuCropper:
             self._kernel = SourceModule(KERNEL, no_extern_c=True).get_function("warp_affine_normalize")
             self._inv_host = self.cuda.pagelocked_empty((max_batch, 6), np.float32)
             self._inv_dev = self.cuda.mem_alloc(self._inv_host.nbytes)
-        self.placement = placement_for(ctx.integrated)
+        self.placement = placement or placement_for(ctx.integrated)
         self._frame_shape: Tuple[int, ...] = ()
         self._frame_host: Any = None
         self._frame_dev: Any = None
