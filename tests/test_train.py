@@ -23,7 +23,7 @@ from edge.train.data import CropDataset
 from edge.train.datasets import FaceRecord, write_teacher_npz
 from edge.train.losses import wing
 from edge.train.sources import Source
-from edge.train.train import run
+from edge.train.train import run, training_device
 
 
 def template_face() -> np.ndarray:
@@ -146,6 +146,18 @@ def test_wing_is_continuous_and_log_like_below_w():
 def test_unknown_config_key_is_one_line_error():
     with pytest.raises(ConfigError, match="optim.epochz"):
         train_config_from_dict({"optim": {"epochz": 3}})
+
+
+def test_training_device_auto_falls_back_to_cpu_and_cuda_without_a_gpu_is_one_line():
+    optim = train_config_from_dict({}).optim
+    assert optim.device == "auto"
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert training_device(optim).type == want
+    with pytest.raises(ConfigError, match="optim.device"):
+        train_config_from_dict({"optim": {"device": "gpu"}})
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="no CUDA GPU"):
+            training_device(train_config_from_dict({"optim": {"device": "cuda"}}).optim)
 
 
 def test_one_training_step_then_resume_continues_the_epoch_count(tmp_path):

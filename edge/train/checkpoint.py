@@ -24,8 +24,8 @@ def save_atomic(obj: Dict[str, Any], path: str) -> None:
 
 
 def model_state(model: ATPN) -> Dict[str, torch.Tensor]:
-    """The state_dict in plain contiguous layout (training runs channels-last)."""
-    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    """The state_dict on the CPU in plain contiguous layout (training runs channels-last, maybe on a GPU)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def export_model(model: ATPN, path: str) -> None:

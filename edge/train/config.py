@@ -79,6 +79,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.01  # cosine ends at lr * this
     threads: int = 1  # torch intra-op threads (1 beats 2 on a shared 2-core CPU)
     workers: int = 1  # DataLoader processes (0 = in the training process)
+    device: str = "auto"  # "cuda" where a CUDA GPU is visible to torch, else "cpu"; or name one
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -87,6 +88,7 @@ class OptimConfig:
         require(self.lr > 0, "optim.lr", "> 0", self.lr)
         require(self.threads >= 1 and self.workers >= 0, "optim.threads/workers", ">= 1 / >= 0",
                  (self.threads, self.workers))
+        require(self.device in ("auto", "cpu", "cuda"), "optim.device", "auto, cpu or cuda", self.device)
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,12 @@ def validation_set(records: List[FaceRecord], spec) -> ValidationSet:
 
 def _predict(model: ATPN, crops: np.ndarray, batch: int) -> Dict[str, np.ndarray]:
     outs: Dict[str, List[np.ndarray]] = {"landmarks": [], "pose": [], "track": []}
+    device = next(model.parameters()).device
     for i in range(0, len(crops), batch):
-        x = torch.from_numpy(crops[i:i + batch]).contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(crops[i:i + batch]).to(device).contiguous(memory_format=torch.channels_last)
         out = model(x)
         for k in outs:
-            outs[k].append(out[k].numpy())
+            outs[k].append(out[k].cpu().numpy())
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
