@@ -12,7 +12,7 @@ help:
 	@echo "make test   - set up, then run the test suite (CPU only; GPU tests skip without a GPU)"
 	@echo "make models - export ATPN to ONNX and fetch/convert the face detector into $(MODELS)/"
 	@echo "make bench  - CPU latency benchmarks (bench/)"
-	@echo "make compat - the runtime, pipeline and CLI tests as a Jetson runs them: numpy 1.x, no torch"
+	@echo "make compat - the runtime, pipeline and CLI tests as a Jetson runs them: Python 3.8 if installed, numpy 1.x, no torch"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -38,13 +38,16 @@ bench: models
 	$(VPY) bench/bench_loop_cpu.py
 
 # What a Jetson runs must work with numpy 1.x and without torch (JetPack 5: Python 3.8, numpy 1.x).
-COMPAT_VENV := .venv-numpy1
+# JetPack 5's Python runs it where one is installed (on the PATH or under pyenv), else $(PY).
+COMPAT_PY ?= $(or $(shell python3.8 -c 'import sys; print(sys.executable)' 2>/dev/null),\
+	$(firstword $(wildcard $(HOME)/.pyenv/versions/3.8*/bin/python3.8)),$(PY))
+COMPAT_VENV := .venv-jetson
 COMPAT_TESTS := tests/test_crop.py tests/test_detector.py tests/test_tracker.py tests/test_loop.py \
 	tests/test_run_camera.py tests/test_runtime_cpu.py tests/test_config.py tests/test_sources.py
 compat: models
-	test -x $(COMPAT_VENV)/bin/python || $(PY) -m venv $(COMPAT_VENV)
-	$(COMPAT_VENV)/bin/python -m pip install -q numpy==1.26.4 onnxruntime==1.20.1 opencv-python==4.11.0.86 \
-		PyYAML==6.0.4 tqdm==4.70.1 pytest==9.2.0
+	test -x $(COMPAT_VENV)/bin/python || $(COMPAT_PY) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q -r requirements-jetson.txt
+	$(COMPAT_VENV)/bin/python --version
 	PYTHONPATH=. $(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
 
 clean:
