@@ -86,3 +86,25 @@ def test_runtime_imports_without_torch_or_gpu_packages():
             "import edge.runtime.tensorrt, edge.pipeline.gpu_crop, edge.pipeline.aligner; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("driver_py, message", [
+    (None, "pycuda is not installed"),
+    ("raise ImportError('_driver.so: undefined symbol: cuArrayCreate_v2')", "installed but does not load"),
+])
+def test_a_missing_or_broken_pycuda_is_one_line_saying_which(tmp_path, monkeypatch, driver_py, message):
+    """A pycuda built against another CUDA fails to load (seen on a lent GPU): reinstalling would not help."""
+    from edge.build.trt_compat import import_pycuda
+
+    if driver_py is None:
+        monkeypatch.setitem(sys.modules, "pycuda", None)
+    else:
+        (tmp_path / "pycuda").mkdir()
+        (tmp_path / "pycuda" / "__init__.py").write_text("")
+        (tmp_path / "pycuda" / "driver.py").write_text(driver_py)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        for name in ("pycuda", "pycuda.driver"):
+            monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(EngineError, match=message) as info:
+        import_pycuda()
+    assert "\n" not in str(info.value)

@@ -32,11 +32,18 @@ def import_tensorrt() -> Any:
 
 
 def import_pycuda() -> Any:
-    """pycuda.driver, needed only to hand calibration batches to TensorRT."""
+    """pycuda.driver, for the TensorRT runtime's buffers and stream, GPU crops and INT8 calibration.
+
+    A pycuda that is installed but does not load was built against another CUDA (an undefined
+    driver symbol, say): that gets its own message, since installing it again changes nothing.
+    """
     try:
         import pycuda.driver as cuda
+    except ModuleNotFoundError as exc:
+        raise EngineError(f"pycuda is not installed ({exc}); the GPU path needs it: {PYCUDA_HINT}") from exc
     except ImportError as exc:
-        raise EngineError(f"pycuda is not installed ({exc}); INT8 calibration needs it: {PYCUDA_HINT}") from exc
+        raise EngineError(f"pycuda is installed but does not load ({exc}); rebuild it against this machine's "
+                          f"CUDA: `pip install --force-reinstall --no-cache-dir --no-binary pycuda pycuda`") from exc
     return cuda
 
 
