@@ -162,7 +162,47 @@ def test_a_soft_argmax_landmark_head_stays_float(tmp_path):
     kept = set(float_nodes(graph))
     by_name = {n.name: n for n in graph.node}
     assert {by_name[k].op_type for k in kept} >= {"Softmax", "MatMul", "Exp"}  # soft-argmax, renderer
-    assert not any(by_name[k].op_type == "Conv" and "landmark_head" in k for k in kept)  # its convs go int8
+    head_convs = {k for k in kept if by_name[k].op_type == "Conv" and "landmark_head" in k}
+    assert {k.split("/")[3] for k in head_convs} == {"refine", "logits"}  # the chain into the Softmax
+    assert not any(by_name[k].op_type == "Conv" and k.startswith("/model/deep") for k in kept)  # the backbone goes int8
+
+
+def test_tensorrt_route_keeps_the_layers_the_qdq_route_keeps():
+    """Our adapter from a TensorRT network to edge.build.precision's rule (a stand-in network, not TensorRT)."""
+    from edge.build.builder import _keep_float_after
+
+    types = SimpleNamespace(CONSTANT="constant", SOFTMAX="softmax", OTHER="other")
+    f32, i32 = "float32", "int32"
+
+    class FakeLayer:
+        def __init__(self, name, kind, inputs, outputs, dtype=f32):
+            self.name, self.type, self._in, self._out = name, kind, inputs, [SimpleNamespace(name=o, dtype=dtype)
+                                                                             for o in outputs]
+            self.num_inputs, self.num_outputs, self.precision, self.set_types = len(inputs), len(outputs), None, []
+
+        def get_input(self, j):
+            return SimpleNamespace(name=self._in[j])
+
+        def get_output(self, j):
+            return self._out[j]
+
+        def set_output_type(self, j, dtype):
+            self.set_types.append((j, dtype))
+
+    layers = [FakeLayer("backbone", "other", ["crop"], ["feat"]), FakeLayer("lateral", "other", ["feat"], ["lat"]),
+              FakeLayer("merge", "other", ["lat", "feat"], ["sum"]), FakeLayer("logits", "other", ["sum"], ["lg"]),
+              FakeLayer("shape", "constant", [], ["shp"], i32), FakeLayer("reshape", "other", ["lg", "shp"], ["flat"]),
+              FakeLayer("softmax", "softmax", ["flat"], ["prob"]), FakeLayer("expect", "other", ["prob"], ["landmarks"]),
+              FakeLayer("render", "other", ["landmarks"], ["heat"]), FakeLayer("pose", "other", ["heat", "feat"], ["pose"])]
+    network = SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i])
+    flags = []
+    config = SimpleNamespace(set_flag=flags.append)
+    trt = SimpleNamespace(LayerType=types, float32=f32, BuilderFlag=SimpleNamespace(PREFER_PRECISION_CONSTRAINTS="prefer"))
+    summary = _keep_float_after(trt, network, config, "landmarks")
+    kept = {layer.name for layer in layers if layer.precision == f32}
+    assert kept == {"logits", "reshape", "softmax", "expect", "render", "pose"}
+    assert flags == ["prefer"] and summary[1].endswith(": 6")
+    assert all(layer.set_types == [(0, f32)] for layer in layers if layer.name in kept)
 
 
 def test_qdq_model_runs_in_onnxruntime_within_bound_of_fp32(qdq_model, held_out_set):

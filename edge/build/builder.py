@@ -18,6 +18,7 @@ from edge.build.gpu import GpuInfo, query_gpu
 from edge.build.options import ENGINES_DIR, BuildRequest, ProfileShapes, Shape, profile_shapes, utc_now
 from edge.build.sidecar import CacheKey, Sidecar, check_engine, file_sha256, read_sidecar, reusable, write_sidecar
 from edge.build import trt_compat as compat
+from edge.build.precision import Layer, float_layers
 from edge.build.quantize import LANDMARK_OUTPUT
 from edge.errors import EngineError, ModelError
 from edge.fileio import write_atomic
@@ -166,19 +167,23 @@ def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan
 
 
 def _keep_float_after(trt: Any, network: Any, config: Any, tensor: str) -> Tuple[str, ...]:
-    """Implicit INT8 leaves every layer fed by `tensor` (ATPN: the heatmap renderer, fusion, pose and track heads)
-    and a soft-argmax head's Softmax and expectation in FP32, the same choice as the Q/DQ route (quantize.py);
-    nothing to do for a model without either."""
-    tainted = {tensor}
+    """Implicit INT8 keeps in FP32 what the Q/DQ route keeps float (edge/build/precision.py: the layers
+    fed by `tensor`, and a soft-argmax head's last layers); nothing to do for a model without either."""
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    constants = {layer.get_output(0).name for layer in layers if layer.type == trt.LayerType.CONSTANT}
+
+    def names(tensors: Any) -> Tuple[str, ...]:
+        return tuple(t.name for t in tensors if t is not None and t.name not in constants)
+
+    described = [Layer(layer.name, layer.type == trt.LayerType.SOFTMAX,
+                       names(layer.get_input(j) for j in range(layer.num_inputs)),
+                       names(layer.get_output(j) for j in range(layer.num_outputs))) for layer in layers]
+    keep = set(float_layers(described, tensor))
     kept = 0
-    for i in range(network.num_layers):  # layers come in topological order
-        layer = network.get_layer(i)
-        inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
-        if layer.type != trt.LayerType.SOFTMAX and not any(t is not None and t.name in tainted for t in inputs):
+    for layer in layers:
+        if layer.name not in keep:
             continue
-        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
-        tainted.update(t.name for t in outputs)
-        if all(t.dtype == trt.float32 for t in outputs):  # shape/index layers keep their own types
+        if all(layer.get_output(j).dtype == trt.float32 for j in range(layer.num_outputs)):  # not shape/index layers
             layer.precision = trt.float32
             for j in range(layer.num_outputs):
                 layer.set_output_type(j, trt.float32)
@@ -186,7 +191,7 @@ def _keep_float_after(trt: Any, network: Any, config: Any, tensor: str) -> Tuple
     if not kept:
         return ()
     config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-    return ("PREFER_PRECISION_CONSTRAINTS", f"FP32 layers after '{tensor}': {kept}")
+    return ("PREFER_PRECISION_CONSTRAINTS", f"FP32 layers after '{tensor}' or in a soft-argmax head: {kept}")
 
 
 def _build_calibrated(trt: Any, builder: Any, network: Any, config: Any, plan: BuildPlan,

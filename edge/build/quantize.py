@@ -4,8 +4,8 @@ Explicit quantization for TensorRT (the only INT8 route in TensorRT 11, and the 
 ONNX Runtime's static quantizer in QDQ format, symmetric int8 activations and weights, per-channel
 weights, float biases — what TensorRT's ONNX parser accepts. Scales come from the same calibration
 set the entropy calibrator reads. `--keep-float after-landmarks` leaves the heatmap renderer and
-everything it feeds (fusion, pose and track heads) in float; see bench/int8_accuracy.py for the cost
-of each choice.
+everything it feeds (fusion, pose and track heads) in float, and a soft-argmax head's last layers
+(edge/build/precision.py); see bench/int8_accuracy.py for the cost of each choice.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import sys
 from typing import Any, Dict, Iterator, List, Optional, Set
 
 from edge.build.calibration_set import CalibrationSet
+from edge.build.precision import Layer, float_layers
 from edge.errors import EdgeError, ModelError
 from edge.fileio import atomic_path
 
@@ -26,31 +27,15 @@ QUANT_METADATA_KEY = "atpn_quantization"
 LANDMARK_OUTPUT = "landmarks"
 
 
-def nodes_after(graph: Any, tensor: str) -> List[str]:
-    """Names of every node that depends on `tensor` (the renderer, fusion, pose and track heads for 'landmarks')."""
-    consumers: Dict[str, List[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    seen: Set[str] = set()
-    todo = [tensor]
-    while todo:
-        for node in consumers.get(todo.pop(), []):
-            if node.name not in seen:
-                seen.add(node.name)
-                todo.extend(node.output)
-    return sorted(seen)
-
-
 def float_nodes(graph: Any) -> List[str]:
-    """What stays float: everything fed by the landmarks, and a soft-argmax head's Softmax with the
-    expectation after it (int8 probabilities over 784 cells would round a peaked map to a few steps)."""
-    keep = set(nodes_after(graph, LANDMARK_OUTPUT))
-    for node in graph.node:
-        if node.op_type == "Softmax":
-            keep.add(node.name)
-            keep.update(n for out in node.output for n in nodes_after(graph, out))
-    return sorted(keep)
+    """The ONNX nodes that stay float: edge.build.precision's rule, the one the TensorRT route uses too."""
+    constants = {t.name for t in graph.initializer}
+    for node in graph.node:  # topological order; Constant nodes, and the exporter's Identity of a weight
+        if all(t in constants for t in node.input if t):
+            constants.update(node.output)
+    layers = [Layer(node.name, node.op_type == "Softmax", tuple(t for t in node.input if t and t not in constants),
+                    tuple(node.output)) for node in graph.node]
+    return float_layers(layers, LANDMARK_OUTPUT)
 
 
 class _Reader:
