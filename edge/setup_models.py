@@ -1,6 +1,6 @@
 """`python -m edge.setup_models`: make everything the runtime loads, into a folder git ignores.
 
-- the ATPN ONNX, exported from the shipped checkpoint (re-exported when the checkpoint changes);
+- the ATPN ONNX files, exported from the shipped checkpoints (again when a checkpoint changes);
 - more steps (detector, demo image) register themselves in STEPS.
 """
 from __future__ import annotations
@@ -19,20 +19,36 @@ DEFAULT_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 def atpn_onnx(models_dir: Path) -> str:
-    """models/atpn68.onnx, exported again whenever the shipped checkpoint is newer."""
-    from edge.model.export import DEFAULT_WEIGHTS, export_onnx, model_from
+    """models/atpn68.onnx (the default model), exported again whenever the shipped checkpoint is newer."""
+    from edge.model.export import DEFAULT_WEIGHTS
 
-    out = models_dir / "atpn68.onnx"
-    stale = DEFAULT_WEIGHTS.is_file() and out.is_file() and os.path.getmtime(DEFAULT_WEIGHTS) > os.path.getmtime(out)
+    return _export_when_stale(DEFAULT_WEIGHTS, models_dir / "atpn68.onnx")
+
+
+def atpn_integral_onnx(models_dir: Path) -> str:
+    """models/atpn68_integral.onnx, the opt-in integral-head model (`models.atpn` in a config selects it)."""
+    from edge.model.export import DEFAULT_WEIGHTS
+
+    weights = DEFAULT_WEIGHTS.with_name("atpn68_integral.pt")
+    if not weights.is_file():
+        return f"skipped ({weights.name} is not in weights/)"
+    return _export_when_stale(weights, models_dir / "atpn68_integral.onnx")
+
+
+def _export_when_stale(weights: Path, out: Path) -> str:
+    from edge.model.export import export_onnx, model_from
+
+    stale = weights.is_file() and out.is_file() and os.path.getmtime(weights) > os.path.getmtime(out)
     if out.is_file() and not stale:
         return f"{out} (cached)"
-    model, tag = model_from(None, 68)
+    model, tag = model_from(str(weights) if weights.is_file() else None, 68)
     export_onnx(model, str(out), weights_tag=tag)
     return f"{out} (exported, weights: {tag})"
 
 
 STEPS: List[Tuple[str, Callable[[Path], str]]] = [
     ("ATPN", atpn_onnx),
+    ("ATPN, integral head", atpn_integral_onnx),
     ("face detector", face_detectors),
     ("demo image", lambda models_dir: str(fetch_astronaut(models_dir))),
 ]

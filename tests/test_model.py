@@ -155,3 +155,22 @@ def test_export_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
                           "--out", str(tmp_path / "x.onnx")], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "none.pt" in out.stderr and "not found" in out.stderr
+
+
+def test_make_models_exports_the_shipped_integral_model_and_it_aligns_a_face(astronaut_bgr):
+    """models/atpn68_integral.onnx (from weights/atpn68_integral.pt) is what `models.atpn` selects."""
+    from conftest import model_path
+    from edge.pipeline.aligner import spec_of
+    from edge.pipeline.crop import crop_from_landmarks
+
+    with open_engine(str(model_path("atpn68_integral.onnx"))) as engine:
+        spec = spec_of(engine)
+        assert spec.landmark_head == "integral" and engine.metadata.get("atpn_weights") == "atpn68_integral.pt"
+        aligner, box = Aligner(engine), CropBox(256, 180, 230)  # roughly the face; the tracker's re-crops do the rest
+        for _ in range(3):
+            aligned = aligner(astronaut_bgr, [box])
+            box = crop_from_landmarks(aligned.landmarks_px[0], spec.crop_scale)
+    pts = aligned.landmarks_px[0]
+    right_eye, left_eye, nose, chin = pts[36], pts[45], pts[30], pts[8]
+    assert aligned.track[0] > 0.9  # it knows it is looking at a face
+    assert right_eye[0] < nose[0] < left_eye[0] and max(right_eye[1], left_eye[1]) < nose[1] < chin[1]
