@@ -36,6 +36,18 @@ def test_nme_one_point_off_is_averaged_over_all_points():
     assert metrics.nme(pred, truth) == pytest.approx(0.01)
 
 
+def test_nme_by_region_splits_the_face_and_averages_back_to_the_nme():
+    truth = np.stack([_face(68, (0, 0), (10, 0))] * 2)
+    pred = truth.copy()
+    pred[0, 48:68] += (0, 1.0)  # the mouth 1 px off, eyes 10 px apart
+    pred[1] = np.nan  # a face not found
+    got = metrics.nme_by_region(pred, truth)
+    assert got["mouth"][0] == pytest.approx(0.1) and all(got[r][0] == 0 for r in ("jaw", "brows", "nose", "eyes"))
+    sizes = {name: b - a for name, (a, b) in metrics.REGIONS_68.items()}
+    assert sum(sizes.values()) == 68 and all(math.isinf(v[1]) for v in got.values())
+    assert sum(got[r][0] * n for r, n in sizes.items()) / 68 == pytest.approx(metrics.nme(pred, truth)[0])
+
+
 def test_nme_batch_and_missing_face_is_inf():
     truth = np.stack([_face(68, (0, 0), (10, 0))] * 2)
     pred = truth + 1.0
@@ -206,10 +218,32 @@ def test_landmarks_command_writes_csv_json_and_ced(astronaut_folder, tmp_path, b
     assert [r["image"] for r in rows] == ["astronaut.png"] and rows[0]["found"] == "True"
     assert (summary["faces"], summary["found"], summary["boxes"]) == (1, 1, boxes)
     assert 0 < float(rows[0]["nme"]) == pytest.approx(summary["nme_mean"], rel=1e-5)
+    regions = summary["nme_by_region"]
+    assert set(regions) == {"jaw", "brows", "nose", "eyes", "mouth"}
+    assert regions["eyes"] == pytest.approx(float(rows[0]["nme_eyes"]), rel=1e-5)
     if boxes == "detector":
         assert float(rows[0]["detector_iou"]) > 0.5  # the hand-made labels sit on the detected face
     plot = cv2.imread(str(out / "ced.png"))
     assert plot is not None and plot.shape[2] == 3 and (plot < 128).any()
+
+
+def test_landmarks_baseline_is_scored_on_the_same_faces_by_region(astronaut_folder, tmp_path):
+    import json
+
+    from edge.eval.__main__ import main
+    from edge.train.datasets import write_teacher_npz
+
+    teacher = tmp_path / "teacher.npz"
+    pts = schematic_face(*ASTRONAUT_EYES)
+    pts[48:68] += (0.0, 0.1 * metrics.interocular(pts))  # the baseline's mouth is off by a tenth of the eye span
+    write_teacher_npz(str(teacher), str(astronaut_folder), ["astronaut.png"], pts[None], np.zeros((1, 3)),
+                      np.array([True]))
+    out = tmp_path / "out"
+    assert main(["landmarks", "--images", str(astronaut_folder), "--boxes", "labels", "--baseline", str(teacher),
+                 "--out", str(out)]) == 0
+    base = json.load(open(out / "landmarks.json"))["baseline"]
+    assert base["nme_by_region"]["mouth"] == pytest.approx(0.1, rel=1e-4) and base["nme_by_region"]["eyes"] == 0
+    assert base["nme_mean"] == pytest.approx(0.1 * 20 / 68, rel=1e-4)  # labels stored as float32
 
 
 def test_pose_command_against_teacher_labels(astronaut_folder, tmp_path):

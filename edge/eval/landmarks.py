@@ -22,27 +22,39 @@ def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> List[Row]:
     """One row per labelled face: where the crop came from and the NME (inf when not found)."""
     rows = []
     for record, located, aligned in measure(records, finder, "landmarks"):
-        rows.append({"image": os.path.basename(record.image_path), "found": aligned is not None,
-                     "detector_score": located.detector_score, "detector_iou": located.detector_iou,
-                     "nme": math.inf if aligned is None else float(metrics.nme(aligned.landmarks_px, record.landmarks)),
-                     "track_score": math.nan if aligned is None else aligned.track})
+        row = {"image": os.path.basename(record.image_path), "found": aligned is not None,
+               "detector_score": located.detector_score, "detector_iou": located.detector_iou,
+               "nme": math.inf if aligned is None else float(metrics.nme(aligned.landmarks_px, record.landmarks)),
+               "track_score": math.nan if aligned is None else aligned.track}
+        if len(record.landmarks) == 68:
+            regions = {} if aligned is None else metrics.nme_by_region(aligned.landmarks_px, record.landmarks)
+            row.update({f"nme_{name}": float(regions[name]) if regions else math.inf for name in metrics.REGIONS_68})
+        rows.append(row)
     return rows
 
 
-def baseline_errors(npz_path: str, records: Sequence[FaceRecord]) -> np.ndarray:
-    """NME of another labeller (the teacher's 68 points) on the same faces; inf where it found none."""
+def region_means(rows: Sequence[Row]) -> Dict[str, float]:
+    """Mean NME of each 68-point region over the faces that were found (the summary's by-region line)."""
+    found = [r for r in rows if r["found"] and "nme_jaw" in r]
+    return {name: float(np.mean([r[f"nme_{name}"] for r in found])) for name in metrics.REGIONS_68} if found else {}
+
+
+def baseline_errors(npz_path: str, records: Sequence[FaceRecord]) -> Tuple[np.ndarray, Dict[str, float]]:
+    """NME of another labeller (the teacher's 68 points) on the same faces, inf where it found none,
+    and its mean NME per 68-point region over the faces it found."""
     arrays = load_teacher_arrays(npz_path)
     by_name = {os.path.basename(str(f)): i for i, f in enumerate(arrays["files"])}
     missing = [os.path.basename(r.image_path) for r in records if os.path.basename(r.image_path) not in by_name]
     if missing:
         raise DatasetError(f"{npz_path}: no labels for {len(missing)} of the images (e.g. {missing[0]}); "
                            "give the teacher file made from the same folder")
-    errors = []
-    for r in records:
-        i = by_name[os.path.basename(r.image_path)]
-        ok = bool(arrays["ok"][i])
-        errors.append(float(metrics.nme(arrays["landmarks"][i], r.landmarks)) if ok else math.inf)
-    return np.array(errors)
+    rows = [by_name[os.path.basename(r.image_path)] for r in records]
+    pred = np.where(arrays["ok"][rows, None, None], arrays["landmarks"][rows], np.nan)
+    truth = np.stack([r.landmarks for r in records])
+    found = arrays["ok"][rows]
+    regions = {name: float(v[found].mean()) for name, v in metrics.nme_by_region(pred, truth).items()} \
+        if found.any() and truth.shape[1] == 68 else {}
+    return metrics.nme(pred, truth), regions
 
 
 def run(images: str, records: Sequence[FaceRecord], finder: FaceFinder, out: Path, model_info: Dict[str, str],
@@ -54,11 +66,12 @@ def run(images: str, records: Sequence[FaceRecord], finder: FaceFinder, out: Pat
                                "boxes": finder.boxes, "passes": finder.passes,
                                **metrics.summarize_nme(errors)}
     summary["detection_rate"] = summary["found"] / summary["faces"]
+    summary["nme_by_region"] = region_means(rows)
     curves = [(_legend(f"ATPN, {finder.boxes} boxes", summary), *metrics.ced_curve(errors))]
     if baseline:
-        base_errors = baseline_errors(baseline, records)
+        base_errors, base_regions = baseline_errors(baseline, records)
         base = metrics.summarize_nme(base_errors)
-        summary["baseline"] = {"labels": os.path.abspath(baseline), **base}
+        summary["baseline"] = {"labels": os.path.abspath(baseline), **base, "nme_by_region": base_regions}
         curves.append((_legend(f"baseline {Path(baseline).stem}", base), *metrics.ced_curve(base_errors)))
     title = f"CED on {'/'.join(Path(os.path.abspath(images)).parts[-2:])} ({summary['faces']} faces)"
     files = [write_csv(out / "landmarks.csv", rows), write_json(out / "landmarks.json", summary),

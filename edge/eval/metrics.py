@@ -17,6 +17,9 @@ POSE_ANGLES = ("yaw", "pitch", "roll")
 
 # Outer eye corners, 0-based: (subject's right eye, subject's left eye).
 OUTER_EYE_CORNERS: Dict[int, Tuple[int, int]] = {68: (36, 45), 98: (60, 72)}
+# The 68-point scheme's parts, 0-based [start, stop): where a model or a labeller differs.
+REGIONS_68: Dict[str, Tuple[int, int]] = {"jaw": (0, 17), "brows": (17, 27), "nose": (27, 36), "eyes": (36, 48),
+                                          "mouth": (48, 68)}
 
 
 def interocular(landmarks: np.ndarray) -> np.ndarray:
@@ -41,6 +44,17 @@ def nme(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
         raise ValueError(f"pred and truth must have the same shape, got {p.shape} and {t.shape}")
     err = np.linalg.norm(p - t, axis=-1).mean(axis=-1) / interocular(t)
     return np.where(np.isnan(err), np.inf, err)
+
+
+def nme_by_region(pred: np.ndarray, truth: np.ndarray) -> Dict[str, np.ndarray]:
+    """NME of each REGIONS_68 part alone, with the whole face's inter-ocular distance: {region: [N]}."""
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    if p.shape != t.shape or t.shape[-2] != 68:
+        raise ValueError(f"regions need pred and truth of 68 landmarks each, got {p.shape} and {t.shape}")
+    dist = np.linalg.norm(p - t, axis=-1) / interocular(t)[..., None]
+    dist = np.where(np.isnan(dist), np.inf, dist)
+    return {name: dist[..., a:b].mean(axis=-1) for name, (a, b) in REGIONS_68.items()}
 
 
 def ced_curve(errors: np.ndarray, threshold: float = FAILURE_THRESHOLD,

@@ -52,6 +52,8 @@ def print_summary(title: str, summary: Mapping[str, Any], keys: Sequence[str], f
     print(title)
     for key in keys:
         value = summary[key]
+        if isinstance(value, Mapping):
+            value = "  ".join(f"{k} {v:.4f}" for k, v in value.items())
         print(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
     for path in files:
         print(f"  wrote {path}")
