@@ -9,7 +9,6 @@ member is checked against its SHA-256 and written atomically; a file already pre
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile

@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional
 
 from edge.build.calibration_set import CalibrationSet
 from edge.build.precision import Layer, float_layers

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 from edge.build.gpu import GpuInfo
 from edge.build.options import BuildRequest, ProfileShapes
