@@ -26,6 +26,7 @@ models: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/vermin -q -t=3.8- --violations --no-tips --eval-annotations edge *.py bench tests
+	$(VPY) -m pyflakes edge bench tests *.py
 
 test: models lint
 	$(VPY) -m pytest -q
