@@ -9,7 +9,7 @@ MODELS  := models
 
 help:
 	@echo "make demo   - set up, then run the camera loop on the CPU (camera if present, else the demo source)"
-	@echo "make test   - set up, then run the test suite (CPU only; GPU tests skip without a GPU)"
+	@echo "make test   - set up, then run the test suite (CPU only; GPU tests skip without a GPU), then make compat"
 	@echo "make models - export ATPN to ONNX and fetch/convert the face detector into $(MODELS)/"
 	@echo "make bench  - CPU latency benchmarks (bench/)"
 	@echo "make compat - the runtime, pipeline and CLI tests as a Jetson runs them: Python 3.8 if installed, numpy 1.x, no torch"
@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 test: models lint
 	$(VPY) -m pytest -q
+	$(MAKE) --no-print-directory compat
 
 demo: models
 	$(VPY) run_camera.py --display off --save out/demo.mp4 --json out/demo.jsonl
