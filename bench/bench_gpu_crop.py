@@ -15,7 +15,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -27,10 +26,11 @@ from edge.build.gpu import query_gpu  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 from edge.model.spec import ModelSpec  # noqa: E402
 from edge.pipeline.crop import CropBox, warp_crops  # noqa: E402
+from edge.pipeline.detector import detector_pixels, letterbox  # noqa: E402
 from edge.pipeline.gpu_crop import GpuCropper  # noqa: E402
 from edge.runtime.cuda import shared_context  # noqa: E402
 
-DETECTOR_PIXELS = replace(ModelSpec(), input_size=128, mean=127.5, std=127.5)
+DETECTOR_PIXELS = detector_pixels(128)  # BlazeFace short-range's input
 
 
 def median_ms(fn: Callable[[], object], iters: int) -> float:
@@ -88,8 +88,7 @@ def main() -> int:
         rows = []
         for size in ((640, 360), (1920, 1080)):
             image = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
-            letterbox = [CropBox(size[0] / 2.0, size[1] / 2.0, float(max(size)))]
-            for what, boxes, spec in [("detector letterbox", letterbox, DETECTOR_PIXELS)] + [
+            for what, boxes, spec in [("detector letterbox", [letterbox(image.shape)], DETECTOR_PIXELS)] + [
                     (f"ATPN x{n}", face_boxes(image, n), ModelSpec()) for n in (1, 4, 8)]:
                 row = {"gpu": gpu.describe(), "frame": f"{size[0]}x{size[1]}", "crops": what,
                        **measure(image, boxes, spec, args.iters)}

@@ -8,7 +8,6 @@ match the CPU loop within 1.5 px median on the real clip at FP32, 3 px at FP16.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import replace
 from typing import Dict, List
 
 import numpy as np
@@ -19,6 +18,7 @@ from edge.config import load_config
 from edge.model.spec import ModelSpec
 from edge.pipeline.app import open_pipeline
 from edge.pipeline.crop import CropBox, warp_crops
+from edge.pipeline.detector import detector_pixels, letterbox
 from edge.pipeline.loop import run_loop
 from edge.pipeline.outputs import Outputs
 from edge.pipeline.sources import VideoFileSource
@@ -62,10 +62,9 @@ def test_gpu_warp_matches_the_cpu_warp(astronaut_bgr, placement):
 def test_gpu_letterbox_matches_the_detector_input(astronaut_bgr):
     """The detector's letterbox of a wide frame (black bars) through the same kernel."""
     frame = np.concatenate([astronaut_bgr[:288], astronaut_bgr[:288, ::-1]], axis=1)  # 1024x288
-    pixels = replace(ModelSpec(), input_size=128, mean=127.5, std=127.5)
-    box = CropBox(frame.shape[1] / 2.0, frame.shape[0] / 2.0, float(max(frame.shape[:2])))
-    want, _ = warp_crops(frame, [box], pixels)
-    got, _ = gpu_warp(frame, [box], pixels, STAGED)
+    pixels = detector_pixels(128)
+    want, _ = warp_crops(frame, [letterbox(frame.shape)], pixels)
+    got, _ = gpu_warp(frame, [letterbox(frame.shape)], pixels, STAGED)
     assert np.abs(got - want).max() <= 1.5 / pixels.std
 
 

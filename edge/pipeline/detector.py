@@ -92,6 +92,18 @@ def _check_array(name: str, value: object, shape: Tuple[Optional[int], ...]) -> 
     return int(value.shape[0])  # type: ignore[union-attr]
 
 
+def detector_pixels(input_size: int) -> ModelSpec:
+    """How a detector input is cut: warp_crops reads only input_size/mean/std, here MediaPipe's [-1,1]
+    scaling on a detector-sized square."""
+    return replace(ModelSpec(), input_size=input_size, mean=127.5, std=127.5)
+
+
+def letterbox(frame_shape: Tuple[int, ...]) -> CropBox:
+    """The square that holds the whole frame (black bars), as a crop the warp understands."""
+    h, w = frame_shape[:2]
+    return CropBox(w / 2.0, h / 2.0, float(max(w, h)))
+
+
 class FaceDetector:
     """`detect(frame_bgr) -> Detections`; thresholds default to MediaPipe's for the model's variant."""
 
@@ -113,16 +125,10 @@ class FaceDetector:
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces must be >= 1 or None (no limit), got {max_faces}")
         self.nms_iou, self.max_faces = nms_iou, max_faces
-        # warp_crops reads only input_size/mean/std: MediaPipe's [-1,1] scaling on a detector-sized square
-        self.pixels = replace(ModelSpec(), input_size=self.input_size, mean=127.5, std=127.5)
-
-    def letterbox(self, frame_shape: Tuple[int, ...]) -> CropBox:
-        """The square that holds the whole frame (black bars), as a crop the warp understands."""
-        h, w = frame_shape[:2]
-        return CropBox(w / 2.0, h / 2.0, float(max(w, h)))
+        self.pixels = detector_pixels(self.input_size)
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
-        image, matrices = warp_crops(frame_bgr, [self.letterbox(frame_bgr.shape)], self.pixels)
+        image, matrices = warp_crops(frame_bgr, [letterbox(frame_bgr.shape)], self.pixels)
         return self.decode_outputs(self.engine.infer({INPUT_NAME: image}), matrices)
 
     def decode_outputs(self, out: Mapping[str, np.ndarray], matrices: np.ndarray) -> Detections:

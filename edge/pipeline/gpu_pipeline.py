@@ -17,7 +17,7 @@ from edge.model.spec import INPUT_NAME
 from edge.pipeline.aligner import Aligner, Alignment
 from edge.pipeline.crop import CropBox
 from edge.pipeline.blazeface_convert import INPUT_NAME as DETECTOR_INPUT
-from edge.pipeline.detector import DetectorCascade, Detections, FaceDetector
+from edge.pipeline.detector import DetectorCascade, Detections, FaceDetector, letterbox
 from edge.pipeline.gpu_crop import GpuCropper
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.tracker import Tracker
@@ -65,7 +65,7 @@ class GpuFacePipeline(FacePipeline):
 
     def _detect_with(self, det: FaceDetector, image: np.ndarray) -> Detections:
         engine = self.det_engines[id(det)]
-        matrices = self.cropper.warp([det.letterbox(image.shape)], det.pixels, engine.device_input(DETECTOR_INPUT))
+        matrices = self.cropper.warp([letterbox(image.shape)], det.pixels, engine.device_input(DETECTOR_INPUT))
         return det.decode_outputs(self._run(engine, 1, f"detector-{det.variant}"), matrices)
 
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
