@@ -23,7 +23,7 @@ OVERRIDES = {"input": "source.input", "max_frames": "source.max_frames", "backen
              "threads": "runtime.threads", "detect_every": "tracker.detect_every",
              "track_threshold": "tracker.track_threshold", "display": "output.display", "save": "output.save",
              "json": "output.json", "quiet": "output.quiet",
-             "precision": "runtime.precision"}
+             "precision": "runtime.precision", "mirror_average": "runtime.mirror_average"}
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -39,6 +39,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--track-threshold", type=float, help="ATPN track score below which a track ends")
     ap.add_argument("--threads", type=int, help="ONNX Runtime threads for ATPN (0 = all cores; the detector: runtime.detector_threads)")
     ap.add_argument("--precision", choices=PRECISIONS, help="TensorRT engine precision when built from ONNX")
+    ap.add_argument("--mirror-average", action="store_true", default=None,
+                    help="ATPN also sees each face mirrored and averages: ~3 %% lower landmark error, 2x ATPN work")
     ap.add_argument("--quiet", "-q", action="store_true", default=None, help="no progress line, no summary")
     ap.add_argument("--benchmark", type=int, nargs="?", const=5, metavar="RUNS",
                     help="decode the input first, then time RUNS passes (default 5): FPS, per-stage and GPU "

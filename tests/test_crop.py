@@ -9,6 +9,7 @@ import pytest
 
 from edge.model.spec import ModelSpec
 from edge.pipeline.crop import (CropBox, crop_from_landmarks, crop_matrix, landmarks_to_crop, landmarks_to_frame,
+                                mirror_permutation,
                                 pose_to_crop, pose_to_frame, warp_crops)
 
 SPEC = ModelSpec()
@@ -73,3 +74,31 @@ def test_the_gpu_twin_of_warp_crops_compiles_with_nvcc(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert ".entry warp_affine_normalize" in (tmp_path / "warp.ptx").read_text()  # extern "C": the name pycuda looks up
+
+
+def test_a_mirrored_box_cuts_the_same_window_flipped():
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    box = CropBox(160, 120, 150, 20.0)
+    crops, matrices = warp_crops(frame, [box, box.mirror()], SPEC)
+    np.testing.assert_allclose(crops[1], crops[0][:, :, ::-1], atol=10 / SPEC.std)  # OpenCV's fixed-point rounding
+    pts = rng.uniform(60, 200, (68, 2))  # mirrored crop -> frame is still the exact inverse
+    back = landmarks_to_frame(landmarks_to_crop(pts, matrices[1], SPEC.input_size)[None], matrices[1:],
+                              SPEC.input_size)[0]
+    np.testing.assert_allclose(back, pts, atol=1e-9)
+    assert box.mirror().mirror() == box
+
+
+@pytest.mark.parametrize("points, right_eye, left_eye", [(68, range(36, 42), range(42, 48)),
+                                                         (98, range(60, 68), range(68, 76))])
+def test_mirror_permutation_is_an_involution_that_swaps_the_eyes(points, right_eye, left_eye):
+    perm = mirror_permutation(points)
+    np.testing.assert_array_equal(perm[perm], np.arange(points))
+    assert sorted(perm[list(right_eye)]) == list(left_eye)
+    fixed = np.flatnonzero(perm == np.arange(points))  # the midline: chin, nose ridge and tip, lip centres
+    assert len(fixed) == 10
+
+
+def test_mirror_permutation_refuses_an_unknown_scheme():
+    with pytest.raises(ValueError, match="68- and 98-point"):
+        mirror_permutation(5)

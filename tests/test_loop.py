@@ -124,11 +124,12 @@ def test_pose_axes_follow_the_readme_convention(pose, axis, component, sign):
     assert sign * pose_axes(np.array(pose, float), 1.0)[axis][component] == pytest.approx(0.5)
 
 
-def test_many_real_faces_go_to_atpn_in_one_batch_of_at_most_max_faces(astronaut_bgr):
+@pytest.mark.parametrize("mirror_average, crops_per_face", [(False, 1), (True, 2)])
+def test_many_real_faces_go_to_atpn_in_one_batch_of_at_most_max_faces(astronaut_bgr, mirror_average, crops_per_face):
     model_path("atpn68.onnx")
     face = cv2.resize(astronaut_bgr[20:260, 110:340], (160, 180))
     mosaic = np.vstack([np.hstack([face] * 4)] * 2)  # 8 faces, 640x360
-    config = CPU.with_overrides({"tracker.max_faces": 3})
+    config = CPU.with_overrides({"tracker.max_faces": 3, "runtime.mirror_average": mirror_average})
     with ExitStack() as stack:
         pipeline = open_pipeline(config, stack)
         assert len(pipeline.detector.detect(mosaic)) >= 4  # type: ignore[attr-defined]
@@ -136,4 +137,4 @@ def test_many_real_faces_go_to_atpn_in_one_batch_of_at_most_max_faces(astronaut_
         run_crops = pipeline.aligner.run_crops
         pipeline.aligner.run_crops = lambda crops, *rest: batches.append(len(crops)) or run_crops(crops, *rest)
         faces = pipeline.process(mosaic)
-    assert batches[0] == 3 and len(faces) <= 3
+    assert batches[0] == 3 * crops_per_face and 1 <= len(faces) <= 3

@@ -174,3 +174,27 @@ def test_make_models_exports_the_shipped_integral_model_and_it_aligns_a_face(ast
     right_eye, left_eye, nose, chin = pts[36], pts[45], pts[30], pts[8]
     assert aligned.track[0] > 0.9  # it knows it is looking at a face
     assert right_eye[0] < nose[0] < left_eye[0] and max(right_eye[1], left_eye[1]) < nose[1] < chin[1]
+
+
+def test_mirror_average_is_the_mean_of_the_face_and_its_mirror_image(astronaut_bgr):
+    """Averaging inside one frame equals running the shipped model on the mirrored frame by hand:
+    the mirrored crop's points come back re-indexed and in place, its yaw and roll change sign."""
+    from conftest import model_path
+    from edge.pipeline.crop import mirror_permutation
+
+    width, size = astronaut_bgr.shape[1], ModelSpec().input_size
+    box = CropBox(256, 185, 215, angle_deg=8.0)
+    # The same window in the mirrored frame, nudged so its crop is the pixel-exact mirror of box's crop
+    # (crop_matrix centres the window at S/2; a pixel grid flips about (S-1)/2).
+    a, px = np.radians(box.angle_deg), box.size / size
+    mirror_box = CropBox(width - 1 - box.cx + px * np.cos(a), box.cy - px * np.sin(a), box.size, -box.angle_deg)
+    with open_engine(str(model_path("atpn68.onnx"))) as engine:
+        plain = Aligner(engine)(astronaut_bgr, [box])
+        by_hand = Aligner(engine)(np.ascontiguousarray(astronaut_bgr[:, ::-1]), [mirror_box])
+        averaged = Aligner(engine, mirror_average=True)(astronaut_bgr, [box])
+    mirrored_pts = by_hand.landmarks_px[0][mirror_permutation(68)] * (-1, 1) + (width - 1, 0)
+    np.testing.assert_allclose(averaged.landmarks_px[0], (plain.landmarks_px[0] + mirrored_pts) / 2, atol=0.05)
+    mirrored_pose = by_hand.pose_deg[0] * (-1, 1, -1)
+    np.testing.assert_allclose(averaged.pose_deg[0], (plain.pose_deg[0] + mirrored_pose) / 2, atol=0.05)
+    np.testing.assert_allclose(averaged.track, (plain.track + by_hand.track) / 2, atol=1e-3)
+    assert 0.1 < np.abs(plain.landmarks_px - averaged.landmarks_px).mean() < 3.0  # a small, real correction

@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     group.add_argument("--detector", help="face detector ONNX (default: models.detector of the config)")
     group.add_argument("--backend", choices=BACKENDS, help="runtime backend (default: runtime.backend of the config)")
     group.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = all cores)")
+    group.add_argument("--mirror-average", action="store_true", default=None,
+                       help="ATPN also sees each face mirrored and averages the two (runtime.mirror_average)")
     common.add_argument("--out", help="folder for the results (default: out/eval/COMMAND)")
 
     boxes = argparse.ArgumentParser(add_help=False)
@@ -90,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
 def load_run_config(args: argparse.Namespace) -> Config:
     """The config file with the command-line overrides; paths given here are taken from the cwd."""
     overrides = {"models.atpn": _absolute(args.model), "models.detector": _absolute(args.detector),
-                 "runtime.backend": args.backend, "runtime.threads": args.threads}
+                 "runtime.backend": args.backend, "runtime.threads": args.threads,
+                 "runtime.mirror_average": args.mirror_average}
     return load_config(args.config).with_overrides(overrides)
 
 
@@ -98,7 +101,8 @@ def model_info(config: Config, pipeline: FacePipeline) -> Dict[str, Any]:
     """What was measured: written into every summary so numbers stay tied to their model."""
     engine = pipeline.aligner.engine
     return {"model": config.models.path("atpn"), "weights": engine.metadata.get("atpn_weights", "unknown"),
-            "detector": config.models.path("detector"), "backend": config.runtime.backend}
+            "detector": config.models.path("detector"), "backend": config.runtime.backend,
+            "mirror_average": config.runtime.mirror_average}
 
 
 def run(args: argparse.Namespace) -> Tuple[Dict[str, Any], List[Path]]:

@@ -24,16 +24,16 @@ def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
     TensorRT runs the GPU pipeline (pre-processing on the device, one stream); its engines come
     from the configured ONNX files, built on first use and cached, like jetson-inference."""
     runtime = config.runtime
-    max_faces = config.tracker.max_faces
+    max_crops = config.tracker.max_faces * (2 if runtime.mirror_average else 1)  # ATPN's largest batch
     detectors = []
     for path in config.models.detector_paths():
         engine = stack.enter_context(open_engine(engine_file(config, path, "1"), runtime.backend,
                                                  runtime.detector_threads))
         detectors.append(FaceDetector(engine, score_threshold=config.detector.score_threshold))
     atpn_engine = stack.enter_context(open_engine(engine_file(config, config.models.path("atpn"),
-                                                              f"1:{max_faces}:{max_faces}"),
+                                                              f"1:{max_crops}:{max_crops}"),
                                                   runtime.backend, runtime.threads))
-    aligner = Aligner(atpn_engine)
+    aligner = Aligner(atpn_engine, mirror_average=runtime.mirror_average)
     detector = DetectorCascade(detectors)
     scale = aligner.spec.crop_scale
     tracker = Tracker(config.tracker, crop_scale=scale, place_detection=partial(crop_for_detection, scale=scale))
@@ -41,7 +41,7 @@ def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
         return FacePipeline(detector, aligner, tracker)
     from edge.pipeline.gpu_pipeline import GpuFacePipeline
 
-    pipeline = GpuFacePipeline(detector, aligner, tracker, max_faces)
+    pipeline = GpuFacePipeline(detector, aligner, tracker, max_crops)
     stack.callback(pipeline.close)
     return pipeline
 

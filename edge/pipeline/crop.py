@@ -2,13 +2,15 @@
 
 A crop is a square, rotated window on the frame (`CropBox`). `crop_matrix` gives the 2x3 affine map
 frame -> crop pixels; landmarks predicted in the crop go back through its inverse. Pose comes out
-of the network in the (upright) crop frame; its roll is turned back by the crop angle.
+of the network in the (upright) crop frame; its roll is turned back by the crop angle. A mirrored
+box cuts the same window flipped left-right: the network then sees the subject's left as right, so
+its points come back re-indexed by `mirror_permutation` (training's flip uses the same one).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -24,6 +26,7 @@ class CropBox:
     cy: float
     size: float
     angle_deg: float = 0.0
+    mirrored: bool = False  # the window flipped left-right (mirror averaging)
 
     def __post_init__(self) -> None:
         if not (self.size > 0 and math.isfinite(self.size)):
@@ -33,6 +36,43 @@ class CropBox:
         """Axis-aligned bounds of the (unrotated) window, for drawing and IoU."""
         h = self.size / 2
         return (self.cx - h, self.cy - h, self.cx + h, self.cy + h)
+
+    def mirror(self) -> "CropBox":
+        return replace(self, mirrored=not self.mirrored)
+
+
+def _pairs_68() -> List[Tuple[int, int]]:
+    """The 300-W / iBUG scheme's left-right pairs (HELEN's labels)."""
+    pairs = [(i, 16 - i) for i in range(8)]  # jaw
+    pairs += [(17 + i, 26 - i) for i in range(5)]  # brows
+    pairs += [(31, 35), (32, 34)]  # nostrils
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
+    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lips
+    return pairs + [(60, 64), (61, 63), (65, 67)]  # inner lips
+
+
+def _pairs_98() -> List[Tuple[int, int]]:
+    """WFLW's left-right pairs."""
+    pairs = [(i, 32 - i) for i in range(16)]  # jaw
+    pairs += [(33, 46), (34, 45), (35, 44), (36, 43), (37, 42), (38, 50), (39, 49), (40, 48), (41, 47)]  # brows
+    pairs += [(55, 59), (56, 58)]  # nostrils
+    pairs += [(60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73)]  # eyes
+    pairs += [(76, 82), (77, 81), (78, 80), (87, 83), (86, 84)]  # outer lips
+    return pairs + [(88, 92), (89, 91), (95, 93), (96, 97)]  # inner lips, pupils
+
+
+MIRROR_POSE = np.array([-1.0, 1.0, -1.0], dtype=np.float32)  # yaw and roll change sign in a mirror, pitch not
+
+
+def mirror_permutation(num_landmarks: int) -> np.ndarray:
+    """Index map of a mirrored face: point i of the mirror image is point perm[i] of the face (an involution)."""
+    pairs = {68: _pairs_68, 98: _pairs_98}.get(num_landmarks)
+    if pairs is None:
+        raise ValueError(f"mirror_permutation knows the 68- and 98-point schemes, got {num_landmarks} points")
+    perm = np.arange(num_landmarks)
+    for a, b in pairs():
+        perm[a], perm[b] = b, a
+    return perm
 
 
 def eye_centers(landmarks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -66,13 +106,16 @@ def crop_from_landmarks(landmarks: np.ndarray, scale: float, rotate: bool = True
 
 
 def crop_matrix(box: CropBox, out_size: int) -> np.ndarray:
-    """2x3 affine map from frame pixels to crop pixels (rotating the face upright)."""
+    """2x3 affine map from frame pixels to crop pixels (rotating the face upright, then mirroring if asked)."""
     a = math.radians(box.angle_deg)
     s = out_size / box.size
     cos, sin = math.cos(a) * s, math.sin(a) * s
     # q = s * R(-a) (p - c) + out/2
     m = np.array([[cos, sin, 0.0], [-sin, cos, 0.0]])
     m[:, 2] = out_size / 2.0 - m[:, :2] @ np.array([box.cx, box.cy])
+    if box.mirrored:  # x -> (out - 1) - x: the pixel grid flipped, as numpy's [:, ::-1] does
+        m[0] = -m[0]
+        m[0, 2] += out_size - 1
     return m
 
 

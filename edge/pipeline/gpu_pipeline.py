@@ -44,12 +44,12 @@ class GpuTimer:
 
 
 class GpuFacePipeline(FacePipeline):
-    def __init__(self, detector: DetectorCascade, aligner: Aligner, tracker: Tracker, max_faces: int) -> None:
+    def __init__(self, detector: DetectorCascade, aligner: Aligner, tracker: Tracker, max_crops: int) -> None:
         super().__init__(detector, aligner, tracker)
         self.det_engines = {id(d): _tensorrt(d.engine) for d in detector.detectors}
         self.atpn_engine = _tensorrt(aligner.engine)
         self.ctx = self.atpn_engine.cuda
-        self.cropper = GpuCropper(self.ctx, max_faces)
+        self.cropper = GpuCropper(self.ctx, max_crops)
         self.gpu = GpuTimer(self.ctx.cuda)
 
     def process(self, image: np.ndarray) -> List[Face]:
@@ -70,9 +70,10 @@ class GpuFacePipeline(FacePipeline):
 
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
         with self.timer.stage("align_pre"):
-            matrices = self.cropper.warp(boxes, self.aligner.spec, self.atpn_engine.device_input(INPUT_NAME))
+            net_boxes = self.aligner.network_boxes(boxes)
+            matrices = self.cropper.warp(net_boxes, self.aligner.spec, self.atpn_engine.device_input(INPUT_NAME))
         with self.timer.stage("align_net"):
-            out = self._run(self.atpn_engine, len(boxes), "atpn")
+            out = self._run(self.atpn_engine, len(net_boxes), "atpn")
             return self.aligner.decode_outputs(out, matrices, boxes)
 
     def _run(self, engine: TensorRTEngine, batch: int, name: str) -> Dict[str, np.ndarray]:

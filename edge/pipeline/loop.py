@@ -42,7 +42,7 @@ class FacePipeline:
 
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
         with self.timer.stage("align_pre"):
-            crops, matrices = warp_crops(image, boxes, self.aligner.spec)
+            crops, matrices = warp_crops(image, self.aligner.network_boxes(boxes), self.aligner.spec)
         with self.timer.stage("align_net"):
             return self.aligner.run_crops(crops, matrices, boxes)
 

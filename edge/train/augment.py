@@ -1,39 +1,24 @@
 """Augmentation of one crop: mirror with landmark re-indexing, and cheap photometric damage.
 
 Everything works on the 112 px uint8 patch after the warp (cheap on a 2-core CPU), never on the
-full image. A mirrored face swaps left and right: the points are re-indexed (the standard 300-W
-permutation) and yaw and roll change sign.
+full image. A mirrored face swaps left and right: the points are re-indexed (`crop.mirror_permutation`,
+shared with the runtime's mirror averaging) and yaw and roll change sign.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from edge.pipeline.crop import MIRROR_POSE, mirror_permutation
 from edge.train.config import AugmentConfig
 
 
-def _flip_permutation_68() -> np.ndarray:
-    pairs = [(i, 16 - i) for i in range(8)]  # jaw
-    pairs += [(17 + i, 26 - i) for i in range(5)]  # brows
-    pairs += [(31, 35), (32, 34)]  # nostrils
-    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
-    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lips
-    pairs += [(60, 64), (61, 63), (65, 67)]  # inner lips
-    perm = np.arange(68)
-    for a, b in pairs:
-        perm[a], perm[b] = b, a
-    return perm
-
-
-FLIP_68 = _flip_permutation_68()
-
-
 def flip_patch(patch: np.ndarray, landmarks_px: np.ndarray, pose_deg: np.ndarray):
-    """Mirror a patch; landmarks in its pixel coordinates [68,2] are mirrored and re-indexed."""
+    """Mirror a patch; landmarks in its pixel coordinates [N,2] are mirrored and re-indexed."""
     width = patch.shape[1]
-    pts = landmarks_px[FLIP_68].copy()
+    pts = landmarks_px[mirror_permutation(len(landmarks_px))].copy()
     pts[:, 0] = (width - 1) - pts[:, 0]
-    pose = pose_deg * np.array([-1.0, 1.0, -1.0], dtype=np.float32)  # yaw, pitch, roll
+    pose = pose_deg * MIRROR_POSE
     return np.ascontiguousarray(patch[:, ::-1]), pts, pose
 
 
