@@ -200,3 +200,19 @@ def _as_dict(cfg):
     import dataclasses
 
     return dataclasses.asdict(cfg)
+
+
+def test_holdout_validates_on_train_faces_that_training_never_draws(tmp_path):
+    from edge.errors import DatasetError
+    from edge.train.sources import training_sources, validation_records
+
+    write_faces(tmp_path / "faces", 6)
+    data = {"helen_train": str(tmp_path / "faces"), "helen_test": str(tmp_path / "missing"),
+            "teacher_dir": str(tmp_path / "none")}
+    cfg = train_config_from_dict({"data": {**data, "holdout": 2}}).data
+    trained = [r.image_path for r in training_sources(cfg)[0].records]
+    held = [r.image_path for r in validation_records(cfg)]
+    assert len(trained) == 4 and len(held) == 2 and not set(trained) & set(held)
+    assert held == [r.image_path for r in validation_records(cfg)]  # the same faces on every run
+    with pytest.raises(DatasetError, match="hold out fewer"):
+        training_sources(train_config_from_dict({"data": {**data, "holdout": 6}}).data)

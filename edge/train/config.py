@@ -17,7 +17,9 @@ from edge.model.spec import LANDMARK_HEADS, WIDTH_RANGE
 @dataclass(frozen=True)
 class DataConfig:
     helen_train: str = "../shared/data/helen/train"  # image + .pts folder: human landmarks
-    helen_test: str = "../shared/data/helen/test"  # validation (human landmarks, teacher pose)
+    helen_test: str = "../shared/data/helen/test"  # validation (human landmarks, teacher pose), unless holdout
+    holdout: int = 0  # > 0: validate on this many HELEN-train faces (seeded, never trained on) instead of
+    # HELEN test, so the epoch kept is not picked on the faces its figures are then reported on
     utkface: str = "../shared/data/utkface"  # images the teacher labelled
     teacher_dir: str = "cache/teacher"  # {helen_train,helen_test,utkface}.npz; missing files are skipped
     helen_share: float = 0.6  # fraction of samples drawn from HELEN train when UTKFace labels exist
@@ -30,6 +32,7 @@ class DataConfig:
         require(0.0 < self.helen_share <= 1.0, "data.helen_share", "in (0, 1]", self.helen_share)
         require(self.teacher_landmark_weight >= 0.0, "data.teacher_landmark_weight", ">= 0", self.teacher_landmark_weight)
         require(self.samples_per_epoch >= 1, "data.samples_per_epoch", ">= 1", self.samples_per_epoch)
+        require(self.holdout >= 0, "data.holdout", ">= 0 (0 = validate on helen_test)", self.holdout)
         require(0.0 <= self.negative_fraction < 1.0, "data.negative_fraction", "in [0, 1)", self.negative_fraction)
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
+import numpy as np
+
+from edge.errors import DatasetError
 from edge.train.config import DataConfig
 from edge.train.datasets import FaceRecord, load_teacher_arrays, read_pts_folder, read_teacher_npz
 
+HOLDOUT_SEED = 20261126  # fixed: the held-out faces must not change between runs that are compared
 UTKFACE_PAD = 0.5  # UTKFace faces fill their 200 px images: unpadded, every crop would show a black frame
 
 
@@ -42,9 +46,24 @@ def human_with_teacher_pose(folder: str, teacher_npz: str) -> List[FaceRecord]:
     return [FaceRecord(r.image_path, r.landmarks, pose.get(os.path.relpath(r.image_path, folder))) for r in records]
 
 
+def split_holdout(records: List[FaceRecord], holdout: int) -> Tuple[List[FaceRecord], List[FaceRecord]]:
+    """(train, held out): `holdout` faces drawn with a fixed seed, the same on every run and machine."""
+    if holdout >= len(records):
+        raise DatasetError(f"data.holdout is {holdout} but HELEN train has {len(records)} faces; hold out fewer")
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(len(records))
+    held = set(order[:holdout].tolist())
+    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
+def helen_train(cfg: DataConfig) -> Tuple[List[FaceRecord], List[FaceRecord]]:
+    """HELEN train's faces split into (trained on, held out for validation)."""
+    records = human_with_teacher_pose(cfg.helen_train, teacher_file(cfg, "helen_train"))
+    return split_holdout(records, cfg.holdout) if cfg.holdout else (records, [])
+
+
 def training_sources(cfg: DataConfig) -> List[Source]:
     """HELEN train always; UTKFace when its teacher labels exist (then HELEN gets `helen_share`)."""
-    helen = human_with_teacher_pose(cfg.helen_train, teacher_file(cfg, "helen_train"))
+    helen = helen_train(cfg)[0]
     utk_npz = teacher_file(cfg, "utkface")
     if not os.path.isfile(utk_npz):
         print(f"[data] {utk_npz} missing: training on HELEN only", flush=True)
@@ -55,4 +74,7 @@ def training_sources(cfg: DataConfig) -> List[Source]:
 
 
 def validation_records(cfg: DataConfig) -> List[FaceRecord]:
+    """The held-out HELEN-train faces with data.holdout, else HELEN test."""
+    if cfg.holdout:
+        return helen_train(cfg)[1]
     return human_with_teacher_pose(cfg.helen_test, teacher_file(cfg, "helen_test"))
