@@ -146,6 +146,8 @@ def test_wing_is_continuous_and_log_like_below_w():
 def test_unknown_config_key_is_one_line_error():
     with pytest.raises(ConfigError, match="optim.epochz"):
         train_config_from_dict({"optim": {"epochz": 3}})
+    with pytest.raises(ConfigError, match="model.crop_scale must be in"):  # a crop smaller than the face
+        train_config_from_dict({"model": {"crop_scale": 0.9}})
 
 
 def test_training_device_auto_falls_back_to_cpu_and_cuda_without_a_gpu_is_one_line():
@@ -184,12 +186,15 @@ def test_one_training_step_then_resume_continues_the_epoch_count(tmp_path):
     run(longer, resume=str(tmp_path / "run" / "last.pt"))
     second = load_training_state(str(tmp_path / "run" / "last.pt"))
     assert (second["epoch"], second["step"]) == (2, 2)
-    # Fine-tuning: a new run (epoch 0, fresh optimizer) that starts from the exported weights.
+    # Fine-tuning: a new run (epoch 0, fresh optimizer) that starts from the exported weights, here
+    # for tighter crops (the crop scale travels in the spec to the ONNX export and the runtime).
     tuned = train_config_from_dict({**_as_dict(cfg), "output": {"dir": str(tmp_path / "tune"), "export": None},
-                                    "optim": {**_as_dict(cfg)["optim"], "lr": 1e-12}})
+                                    "optim": {**_as_dict(cfg)["optim"], "lr": 1e-12},
+                                    "model": {"crop_scale": 1.45}})
     run(tuned, init=str(tmp_path / "atpn68.pt"))
     third = load_training_state(str(tmp_path / "tune" / "last.pt"))
     assert (third["epoch"], third["step"]) == (1, 1)
+    assert ModelSpec.from_json(third["spec"]).crop_scale == 1.45
     start = load_checkpoint(str(tmp_path / "atpn68.pt")).state_dict()["landmark_out.weight"]
     assert torch.allclose(third["model"]["landmark_out.weight"], start, atol=1e-9)  # lr ~0: still the init weights
     with pytest.raises(ModelError, match="not a checkpoint"):

@@ -47,9 +47,10 @@ def _load(path: str, what: str) -> Dict[str, Any]:
 
 def load_weights(path: str, spec: ModelSpec) -> Dict[str, torch.Tensor]:
     """The state_dict of an export or checkpoint, refused if it was trained for another ModelSpec
-    (another landmark head is allowed: the layers both have are taken, the new head starts fresh)."""
+    (another landmark head is allowed: the layers both have are taken, the new head starts fresh;
+    another crop scale too: fine-tuning adapts to it)."""
     ckpt = _load(path, "weights written by edge.train (e.g. weights/atpn68.pt)")
-    if replace(ModelSpec.from_json(ckpt["spec"]), landmark_head=spec.landmark_head) != spec:
+    if replace(ModelSpec.from_json(ckpt["spec"]), landmark_head=spec.landmark_head, crop_scale=spec.crop_scale) != spec:
         raise ModelError(f"{path}: trained for a different ModelSpec ({ckpt['spec']}); start from scratch instead")
     return ckpt["model"]
 
