@@ -5,6 +5,7 @@ Everything runs on generated faces (a drawn 68-point face written as image + .pt
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -221,3 +222,12 @@ def test_holdout_validates_on_train_faces_that_training_never_draws(tmp_path):
     assert held == [r.image_path for r in validation_records(cfg)]  # the same faces on every run
     with pytest.raises(DatasetError, match="hold out fewer"):
         training_sources(train_config_from_dict({"data": {**data, "holdout": 6}}).data)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("train_*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_training_recipes_load(path):
+    from edge.train.config import load_train_config
+
+    cfg = load_train_config(str(path))
+    assert cfg.output.export is None or cfg.output.export.startswith("weights/")
