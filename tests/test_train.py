@@ -196,6 +196,11 @@ def test_one_training_step_then_resume_continues_the_epoch_count(tmp_path):
     third = load_training_state(str(tmp_path / "tune" / "last.pt"))
     assert (third["epoch"], third["step"]) == (1, 1)
     assert ModelSpec.from_json(third["spec"]).crop_scale == 1.45
+    # output.keep: last exports the final epoch whatever validation says (lr ~0 keeps it the init's)
+    last = train_config_from_dict({**_as_dict(tuned), "output": {"dir": str(tmp_path / "last"), "keep": "last",
+                                                                 "export": str(tmp_path / "last.pt")}})
+    run(last, init=str(tmp_path / "atpn68.pt"))
+    assert load_checkpoint(str(tmp_path / "last.pt")).spec.crop_scale == 1.45
     start = load_checkpoint(str(tmp_path / "atpn68.pt")).state_dict()["landmark_out.weight"]
     assert torch.allclose(third["model"]["landmark_out.weight"], start, atol=1e-9)  # lr ~0: still the init weights
     with pytest.raises(ModelError, match="not a checkpoint"):

@@ -97,7 +97,11 @@ class OptimConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     dir: str = "cache/train"  # last.pt, best.pt, metrics.jsonl
-    export: Optional[str] = "weights/atpn68.pt"  # best model (spec + weights only); none to skip
+    export: Optional[str] = "weights/atpn68.pt"  # spec + weights only; none to skip
+    keep: str = "best"  # which epoch `export` holds: "best" by validation NME, or "last" (validation only reported)
+
+    def __post_init__(self) -> None:
+        require(self.keep in ("best", "last"), "output.keep", "best or last", self.keep)
 
 
 @dataclass(frozen=True)

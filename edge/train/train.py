@@ -3,7 +3,7 @@
 Built for a small CPU: channels-last tensors (several times faster for depthwise convs on CPU),
 a fixed number of intra-op threads, one loader process. Where torch sees a CUDA GPU
 (optim.device auto) the network runs there and the loader processes do the augmentation. The
-best model by validation NME is exported as spec + weights (the file the repository ships).
+best model by validation NME (or the last, `output.keep`) is exported as spec + weights (the file the repository ships).
 """
 from __future__ import annotations
 
@@ -134,8 +134,8 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
         save_atomic(state, os.path.join(cfg.output.dir, "last.pt"))
         if improved:
             save_atomic(state, os.path.join(cfg.output.dir, "best.pt"))
-            if cfg.output.export:
-                export_model(model, cfg.output.export)
+        if cfg.output.export and (improved if cfg.output.keep == "best" else epoch == cfg.optim.epochs):
+            export_model(model, cfg.output.export)
         with open(os.path.join(cfg.output.dir, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(metrics) + "\n")
         print("[train] " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
