@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import List, Sequence, Tuple
 
 import cv2
@@ -64,14 +65,18 @@ def _pairs_98() -> List[Tuple[int, int]]:
 MIRROR_POSE = np.array([-1.0, 1.0, -1.0], dtype=np.float32)  # yaw and roll change sign in a mirror, pitch not
 
 
+@lru_cache(maxsize=None)
 def mirror_permutation(num_landmarks: int) -> np.ndarray:
-    """Index map of a mirrored face: point i of the mirror image is point perm[i] of the face (an involution)."""
+    """Index map of a mirrored face: point i of the mirror image is point perm[i] of the face (an involution).
+
+    Built once per scheme (training flips every other sample) and shared, so it is read-only."""
     pairs = {68: _pairs_68, 98: _pairs_98}.get(num_landmarks)
     if pairs is None:
         raise ValueError(f"mirror_permutation knows the 68- and 98-point schemes, got {num_landmarks} points")
     perm = np.arange(num_landmarks)
     for a, b in pairs():
         perm[a], perm[b] = b, a
+    perm.setflags(write=False)
     return perm
 
 

@@ -16,7 +16,7 @@ from edge.train.config import AugmentConfig
 def flip_patch(patch: np.ndarray, landmarks_px: np.ndarray, pose_deg: np.ndarray):
     """Mirror a patch; landmarks in its pixel coordinates [N,2] are mirrored and re-indexed."""
     width = patch.shape[1]
-    pts = landmarks_px[mirror_permutation(len(landmarks_px))].copy()
+    pts = landmarks_px[mirror_permutation(len(landmarks_px))]  # fancy indexing: a new array
     pts[:, 0] = (width - 1) - pts[:, 0]
     pose = pose_deg * MIRROR_POSE
     return np.ascontiguousarray(patch[:, ::-1]), pts, pose
