@@ -236,3 +236,67 @@ def test_shipped_training_recipes_load(path):
 
     cfg = load_train_config(str(path))
     assert cfg.output.export is None or cfg.output.export.startswith("weights/")
+
+
+def test_weight_average_is_the_running_mean_and_survives_a_checkpoint():
+    from edge.train.averaging import WeightAverage
+
+    states = [{"w": torch.tensor([1.0, 2.0]) * k, "n": torch.tensor(k)} for k in (1, 2, 6)]
+    first = WeightAverage()
+    first.add(states[0])
+    resumed = WeightAverage.from_checkpoint(first.to_checkpoint())  # a run stopped after one epoch
+    for s in states[1:]:
+        resumed.add(s)
+    assert resumed.count == 3
+    assert torch.allclose(resumed.mean["w"], torch.tensor([3.0, 6.0]))
+    assert int(resumed.mean["n"]) == 6  # counters are taken, not averaged
+    assert torch.equal(states[0]["w"], torch.tensor([1.0, 2.0]))  # the caller's tensors are not modified
+
+
+def test_remeasured_batch_norm_holds_the_mean_and_variance_of_all_batches():
+    from edge.train.averaging import remeasure_batch_norm
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    net[1].running_mean.fill_(5.0)  # stale statistics from other weights
+    batches = [torch.randn(8, 3, 10, 10) * (k + 1) + k for k in range(3)]
+    remeasure_batch_norm(net, batches)
+    with torch.no_grad():
+        per_batch = [net[0](b).transpose(0, 1).reshape(4, -1) for b in batches]
+    expected_mean = torch.stack([f.mean(1) for f in per_batch]).mean(0)
+    expected_var = torch.stack([f.var(1) for f in per_batch]).mean(0)  # BN keeps the unbiased batch variance
+    assert torch.allclose(net[1].running_mean, expected_mean, atol=1e-5)
+    assert torch.allclose(net[1].running_var, expected_var, rtol=1e-4)
+    assert not net.training and net[1].momentum == 0.1
+
+
+def test_keep_average_exports_the_mean_of_the_last_epochs(tmp_path, monkeypatch):
+    files = write_faces(tmp_path / "faces", 3)
+    teacher = tmp_path / "teacher"
+    write_teacher_npz(str(teacher / "helen_test.npz"), str(tmp_path / "faces"), files,
+                      np.zeros((3, 68, 2), np.float32), np.zeros((3, 3), np.float32), np.ones(3, bool))
+    cfg = train_config_from_dict({
+        "data": {"helen_train": str(tmp_path / "faces"), "helen_test": str(tmp_path / "faces"),
+                 "teacher_dir": str(teacher), "samples_per_epoch": 4, "cache_helen": False},
+        "optim": {"epochs": 3, "batch_size": 4, "workers": 0, "warmup_steps": 1, "lr": 0.01},
+        "output": {"dir": str(tmp_path / "run"), "export": str(tmp_path / "avg.pt"), "keep": "average",
+                   "average_epochs": 2},
+    })
+    import edge.train.train as train_module
+
+    seen = []  # each epoch's weights, as the loop hands them to the checkpoint
+
+    def spy(model):
+        state = model_state(model)
+        seen.append(state["landmark_out.weight"].clone())  # on the CPU the state shares the live tensors
+        return state
+
+    model_state = train_module.model_state
+    monkeypatch.setattr(train_module, "model_state", spy)
+    metrics = run(cfg)
+    assert metrics["average_epochs"] == 2 and math.isfinite(metrics["average_nme"])
+    exported = load_checkpoint(str(tmp_path / "avg.pt")).state_dict()["landmark_out.weight"]
+    assert torch.allclose(exported, (seen[1] + seen[2]) / 2, atol=1e-7)
+    assert not torch.allclose(exported, seen[2])
+    with pytest.raises(ConfigError, match="output.keep"):
+        train_config_from_dict({"output": {"keep": "mean"}})

@@ -94,14 +94,20 @@ class OptimConfig:
         require(self.device in ("auto", "cpu", "cuda"), "optim.device", "auto, cpu or cuda", self.device)
 
 
+KEEP_MODES = ("best", "last", "average")
+
+
 @dataclass(frozen=True)
 class OutputConfig:
     dir: str = "cache/train"  # last.pt, best.pt, metrics.jsonl
     export: Optional[str] = "weights/atpn68.pt"  # spec + weights only; none to skip
-    keep: str = "best"  # which epoch `export` holds: "best" by validation NME, or "last" (validation only reported)
+    keep: str = "best"  # what `export` holds: the "best" epoch by validation NME, the "last" epoch, or the
+    # "average" of the weights of the last `average_epochs` epochs (edge.train.averaging; validation only reported)
+    average_epochs: int = 10
 
     def __post_init__(self) -> None:
-        require(self.keep in ("best", "last"), "output.keep", "best or last", self.keep)
+        require(self.keep in KEEP_MODES, "output.keep", ", ".join(KEEP_MODES), self.keep)
+        require(self.average_epochs >= 1, "output.average_epochs", ">= 1", self.average_epochs)
 
 
 @dataclass(frozen=True)

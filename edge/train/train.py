@@ -3,7 +3,8 @@
 Built for a small CPU: channels-last tensors (several times faster for depthwise convs on CPU),
 a fixed number of intra-op threads, one loader process. Where torch sees a CUDA GPU
 (optim.device auto) the network runs there and the loader processes do the augmentation. The
-best model by validation NME (or the last, `output.keep`) is exported as spec + weights (the file the repository ships).
+best model by validation NME (or the last, or the average of the last epochs: `output.keep`) is exported
+as spec + weights (the file the repository ships).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from edge.errors import ModelError
 from edge.model.atpn import ATPN, build_atpn
 from edge.model.spec import ModelSpec
+from edge.train.averaging import WeightAverage, remeasure_batch_norm
 from edge.train.checkpoint import export_model, load_training_state, load_weights, model_state, save_atomic
 from edge.train.config import OptimConfig, TrainConfig
 from edge.train.data import CropDataset, seed_worker
@@ -95,6 +97,7 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
     model = build_atpn(spec).to(device=device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     epoch, step, best = 0, 0, math.inf
+    average = WeightAverage()
     if init:
         missing, unused = model.load_state_dict(load_weights(init, spec), strict=False)
         print(f"[train] starting from the weights of {init}" + (f"; new: {len(missing)} tensors of "
@@ -107,6 +110,7 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         epoch, step, best = int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt.get("best_nme", math.inf))
+        average = WeightAverage.from_checkpoint(ckpt.get("average"))
         print(f"[train] resumed {resume}: {epoch} epochs done, best NME {best:.4f}", flush=True)
     print(f"[train] on {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
                                     f", {cfg.optim.threads} thread(s)") + f", {cfg.optim.workers} loader process(es)",
@@ -129,15 +133,39 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
         improved = metrics["nme"] < best
         best = min(best, metrics["nme"])
         metrics.update(epoch=epoch, lr=lr_at(step, total_steps, cfg.optim), seconds=time.time() - t0, best_nme=best)
-        state = {"spec": spec.to_json(), "model": model_state(model), "optimizer": opt.state_dict(),
-                 "epoch": epoch, "step": step, "best_nme": best, "metrics": metrics}
+        weights = model_state(model)
+        if cfg.output.keep == "average" and epoch > cfg.optim.epochs - cfg.output.average_epochs:
+            average.add(weights)
+        state = {"spec": spec.to_json(), "model": weights, "optimizer": opt.state_dict(),
+                 "epoch": epoch, "step": step, "best_nme": best, "metrics": metrics,
+                 "average": average.to_checkpoint()}
         save_atomic(state, os.path.join(cfg.output.dir, "last.pt"))
         if improved:
             save_atomic(state, os.path.join(cfg.output.dir, "best.pt"))
-        if cfg.output.export and (improved if cfg.output.keep == "best" else epoch == cfg.optim.epochs):
+        if cfg.output.export and cfg.output.keep != "average" and \
+                (improved if cfg.output.keep == "best" else epoch == cfg.optim.epochs):
             export_model(model, cfg.output.export)
+        if cfg.output.keep == "average" and epoch == cfg.optim.epochs:
+            metrics.update(averaged_model(spec, average, loader, val, device, cfg))
         with open(os.path.join(cfg.output.dir, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(metrics) + "\n")
         print("[train] " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
               + (" *best*" if improved else ""), flush=True)
+    return metrics
+
+
+def averaged_model(spec: ModelSpec, average: WeightAverage, loader: DataLoader, val: ValidationSet,
+                   device: torch.device, cfg: TrainConfig) -> Dict[str, float]:
+    """The mean of the last epochs' weights, its batch-norm statistics measured on one epoch of training
+    crops, validated, then exported (and saved in the run folder as average.pt); returns its metrics."""
+    model = build_atpn(spec).to(device=device, memory_format=torch.channels_last)
+    model.load_state_dict(average.mean)
+    remeasure_batch_norm(model, (b["crop"].to(device).contiguous(memory_format=torch.channels_last)
+                                 for b in tqdm(loader, desc="batch-norm statistics", file=sys.stderr,
+                                               mininterval=0.5 if sys.stderr.isatty() else 30.0)))
+    metrics = {f"average_{k}": v for k, v in validate(model, val).items()}
+    metrics["average_epochs"] = average.count
+    export_model(model, os.path.join(cfg.output.dir, "average.pt"))
+    if cfg.output.export:
+        export_model(model, cfg.output.export)
     return metrics
