@@ -44,8 +44,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.calib and os.path.realpath(args.calib) == os.path.realpath(args.held_out):
             raise EdgeError("--held-out must not be the --calib set: that would measure on the data the scales came from")
         candidates = variants(args) if not args.qdq else {"given": args.qdq}
+        spec = checked_spec(args.onnx, held)
         crops = held.all_crops(args.max_crops)
-        spec = spec_from(args.onnx)
         ref = run_onnx(args.onnx, crops)
         results: Dict[str, Dict[str, float]] = {}
         print(f"{len(crops)} held-out crops from {held.folder}; reference {args.onnx} (FP32, ONNX Runtime CPU)")
@@ -78,11 +78,16 @@ def variants(args: argparse.Namespace) -> Dict[str, str]:
     return out
 
 
-def spec_from(onnx_path: str) -> ModelSpec:
-    from edge.runtime.onnxrt import OnnxRuntimeEngine
+def checked_spec(onnx_path: str, held: CalibrationSet) -> ModelSpec:
+    """The ATPN export's spec, once the held-out crops are known to be cut the way it cuts them."""
+    from edge.build.builder import inspect_onnx
 
-    with OnnxRuntimeEngine(onnx_path, threads=1) as engine:
-        return ModelSpec.from_json(engine.metadata[METADATA_KEY])
+    info = inspect_onnx(onnx_path)
+    if METADATA_KEY not in info.metadata or len(info.inputs) != 1:
+        raise ModelError(f"{onnx_path}: not an ATPN export; give --onnx models/atpn68.onnx or another edge export")
+    (name, shape), = info.inputs.items()
+    held.check_input(name, shape, onnx_path, info.metadata)
+    return ModelSpec.from_json(info.metadata[METADATA_KEY])
 
 
 if __name__ == "__main__":

@@ -223,6 +223,15 @@ def test_quantizer_refuses_a_quantized_model_and_a_mismatched_set(qdq_model, cli
     write_calibration_set(str(small), np.zeros((4, 3, 96, 96), np.float32), {})
     with pytest.raises(CalibrationError, match="crops are 3x96x96 but .* takes 3x112x112"):
         quantize_qdq(str(model_path("atpn68.onnx")), str(small), str(tmp_path / "x.onnx"))
+    # Crops of the right size cut for another crop scale (an old set, a retrained model) would give
+    # INT8 ranges for faces smaller than the runtime's: refused, as is the INT8 engine build (plan_build).
+    stale = tmp_path / "stale"
+    spec = dict(clip_set.manifest["spec"], crop_scale=1.6)
+    write_calibration_set(str(stale), clip_set.all_crops(), {"spec": spec})
+    with pytest.raises(CalibrationError, match=r"crops were cut with crop_scale 1\.6 \(model: 1\.45\); make a set"):
+        quantize_qdq(str(model_path("atpn68.onnx")), str(stale), str(tmp_path / "x.onnx"))
+    with pytest.raises(CalibrationError, match="crop_scale"):
+        plan_build(BuildRequest(onnx=str(model_path("atpn68.onnx")), int8=True, calib=str(stale)))
 
 
 # ---------------------------------------------------------------- calibration set files

@@ -82,7 +82,7 @@ def plan_build(request: BuildRequest) -> BuildPlan:
             raise ModelError(f"{request.onnx} has {len(onnx.inputs)} inputs; INT8 calibration here supports "
                              "one-input models (ATPN); use --qdq with a Q/DQ model instead")
         name, shape = next(iter(onnx.inputs.items()))
-        calib.check_input(name, shape, request.onnx)
+        calib.check_input(name, shape, request.onnx, onnx.metadata)
     return BuildPlan(request, onnx, profile, calib)
 
 

@@ -72,7 +72,7 @@ def quantize_qdq(onnx_path: str, calib_dir: str, out_path: str, keep_float: str 
         raise ModelError(f"{onnx_path} has {len(info.inputs)} inputs; this quantizer feeds one-input models (ATPN)")
     (name, shape), = info.inputs.items()
     calib = CalibrationSet.open(calib_dir)
-    calib.check_input(name, shape, onnx_path)
+    calib.check_input(name, shape, onnx_path, info.metadata)
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
     with atomic_path(out_path, suffix=".onnx") as tmp:
         # ORT's pre-processing folds the exporter's Identity/Constant nodes (biases become initializers,
