@@ -9,7 +9,7 @@ import pytest
 
 from edge.errors import DatasetError
 from edge.train.datasets import (FaceRecord, read_mat_folder, read_pose_mat, read_pts, read_pts_folder,
-                                 read_teacher_npz, read_wflw_list, write_teacher_npz)
+                                 read_teacher_npz, read_wflw_list, write_pts, write_teacher_npz)
 
 RNG = np.random.default_rng(0)
 POINTS_68 = np.round(RNG.uniform(0, 200, (68, 2)), 3).astype(np.float32)
@@ -29,7 +29,10 @@ def test_read_pts_returns_the_points(tmp_path):
     path.write_text(pts_text(POINTS_68))
     points = read_pts(str(path))
     assert points.dtype == np.float32 and points.shape == (68, 2)
-    np.testing.assert_allclose(points, POINTS_68, atol=1e-3)
+    np.testing.assert_allclose(points, POINTS_68 - 1, atol=1e-3)  # 300-W counts pixels from 1, we from 0
+    write_pts(str(tmp_path / "again.pts"), points)
+    np.testing.assert_allclose(read_pts(str(tmp_path / "again.pts")), points, atol=1e-3)
+    assert (tmp_path / "again.pts").read_text() == path.read_text()
 
 
 @pytest.mark.parametrize("text, where", [

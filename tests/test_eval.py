@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edge.eval import metrics
+from edge.train.datasets import write_pts
 
 
 def _face(k: int, right: tuple, left: tuple) -> np.ndarray:
@@ -172,11 +173,6 @@ def schematic_face(right_eye: tuple, left_eye: tuple) -> np.ndarray:
     return unit @ rot.T + (r + l) / 2
 
 
-def write_pts(path, points: np.ndarray) -> None:
-    body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in points)
-    path.write_text(f"version: 1\nn_points: {len(points)}\n{{\n{body}\n}}\n")
-
-
 @pytest.fixture
 def astronaut_folder(tmp_path, astronaut_bgr):
     import cv2
@@ -189,7 +185,7 @@ def astronaut_folder(tmp_path, astronaut_bgr):
     folder = tmp_path / "faces"
     folder.mkdir()
     cv2.imwrite(str(folder / "astronaut.png"), astronaut_bgr)
-    write_pts(folder / "astronaut.pts", schematic_face(*ASTRONAUT_EYES))
+    write_pts(str(folder / "astronaut.pts"), schematic_face(*ASTRONAUT_EYES))
     return folder
 
 

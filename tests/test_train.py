@@ -21,7 +21,7 @@ from edge.train.boxes import negative_box
 from edge.train.checkpoint import load_training_state
 from edge.train.config import AugmentConfig, train_config_from_dict
 from edge.train.data import CropDataset
-from edge.train.datasets import FaceRecord, write_teacher_npz
+from edge.train.datasets import FaceRecord, write_pts, write_teacher_npz
 from edge.train.losses import wing
 from edge.train.sources import Source
 from edge.train.train import run, training_device
@@ -67,8 +67,7 @@ def write_faces(folder, n: int, seed: int = 0):
     for k in range(n):
         image, pts = synthetic_face(rng)
         cv2.imwrite(str(folder / f"face{k}.jpg"), image)
-        body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in pts)
-        (folder / f"face{k}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
+        write_pts(str(folder / f"face{k}.pts"), pts)
         files.append(f"face{k}.jpg")
     return files
 

@@ -47,8 +47,14 @@ class FaceRecord:
             raise ValueError(f"pose_deg must be None or a float32 array of shape (3,), got {_describe(pose)}")
 
 
+PTS_ORIGIN = 1.0  # 300-W `.pts` count pixels from 1 (MATLAB), as menpo and the 300-W tools read them
+
+
 def read_pts(path: str) -> np.ndarray:
-    """A 300-W `.pts` file -> [N,2] float32: `version: 1`, `n_points: N`, `{`, N lines `x y`, `}`."""
+    """A 300-W `.pts` file -> [N,2] float32 pixel centres from 0 (OpenCV's frame, which every warp here
+    uses): `version: 1`, `n_points: N`, `{`, N lines `x y`, `}`. Read 1-based, a label sits 1 px right of
+    and below its point; mirror augmentation then moves it 1 px left instead, and a model trained on both
+    learns half of it: ATPN's mean error on HELEN was 1.3 px to the left until this was fixed."""
     lines = _read_lines(path)
     n_points = None
     for i, (lineno, text) in enumerate(lines):
@@ -64,7 +70,14 @@ def read_pts(path: str) -> np.ndarray:
     body = lines[i + 1:]
     if len(body) != n_points + 1 or body[-1][1] != "}":
         raise DatasetError(f"{path}:{lines[i][0]}: expected {n_points} lines `x y` then '}}', got {len(body)} lines after '{{'")
-    return np.array([_parse_floats(text, 2, path, lineno) for lineno, text in body[:-1]], dtype=np.float32)
+    return np.array([_parse_floats(text, 2, path, lineno) for lineno, text in body[:-1]], dtype=np.float32) - PTS_ORIGIN
+
+
+def write_pts(path: str, points: np.ndarray) -> None:
+    """[N,2] 0-based pixel centres -> a 300-W `.pts` file that read_pts (and the 300-W tools) read back."""
+    body = "\n".join(f"{x + PTS_ORIGIN:.3f} {y + PTS_ORIGIN:.3f}" for x, y in np.asarray(points, dtype=np.float64))
+    with open(path, "w") as f:
+        f.write(f"version: 1\nn_points: {len(points)}\n{{\n{body}\n}}\n")
 
 
 def read_wflw_list(list_file: str, image_root: str) -> List[FaceRecord]:
