@@ -9,7 +9,7 @@ from edge.config import Config, config_from_dict, load_config
 from edge.errors import ConfigError
 
 CONFIGS = [Path(__file__).resolve().parents[1] / "configs" / name
-           for name in ("cpu.yaml", "jetson_orin_nano.yaml", "jetson_xavier_nx.yaml")]
+           for name in ("cpu.yaml", "cpu_accurate.yaml", "jetson_orin_nano.yaml", "jetson_xavier_nx.yaml")]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
