@@ -83,10 +83,9 @@ def checked_spec(onnx_path: str, held: CalibrationSet) -> ModelSpec:
     from edge.build.builder import inspect_onnx
 
     info = inspect_onnx(onnx_path)
-    if METADATA_KEY not in info.metadata or len(info.inputs) != 1:
+    if METADATA_KEY not in info.metadata:
         raise ModelError(f"{onnx_path}: not an ATPN export; give --onnx models/atpn68.onnx or another edge export")
-    (name, shape), = info.inputs.items()
-    held.check_input(name, shape, onnx_path, info.metadata)
+    held.check_model(onnx_path, info.inputs, info.metadata)
     return ModelSpec.from_json(info.metadata[METADATA_KEY])
 
 

@@ -78,11 +78,7 @@ def plan_build(request: BuildRequest) -> BuildPlan:
     calib = None
     if request.calib:
         calib = CalibrationSet.open(request.calib)
-        if len(onnx.inputs) != 1:
-            raise ModelError(f"{request.onnx} has {len(onnx.inputs)} inputs; INT8 calibration here supports "
-                             "one-input models (ATPN); use --qdq with a Q/DQ model instead")
-        name, shape = next(iter(onnx.inputs.items()))
-        calib.check_input(name, shape, request.onnx, onnx.metadata)
+        calib.check_model(request.onnx, onnx.inputs, onnx.metadata)
     return BuildPlan(request, onnx, profile, calib)
 
 

@@ -61,26 +61,31 @@ class CalibrationSet:
         manifest = _read_manifest(folder)
         return cls(folder, shards, next(iter(shapes)), count, manifest)
 
-    def check_input(self, input_name: str, input_shape: Sequence[Optional[int]], model: str,
-                    metadata: Mapping[str, str]) -> None:
-        """The crops fit the model's input (all axes after the batch) and, for an ATPN export, were cut
+    def check_model(self, model: str, inputs: Mapping[str, Sequence[Optional[int]]], metadata: Mapping[str, str]) -> str:
+        """The crops fit the model's one input (all axes after the batch) and, for an ATPN export, were cut
         the way it cuts them: INT8 ranges measured on crops of another scale or normalisation are wrong
-        for the crops the runtime feeds (a set cut for crop_scale 1.6 holds smaller faces than 1.45's)."""
+        for the crops the runtime feeds (a set cut for crop_scale 1.6 holds smaller faces than 1.45's).
+        Returns the input's name."""
+        if len(inputs) != 1:
+            raise CalibrationError(f"{model} has {len(inputs)} inputs; INT8 calibration feeds one-input models "
+                                   "(ATPN); for another model, build it from a Q/DQ ONNX with --int8 --qdq")
+        (name, shape), = inputs.items()
         remake = (f"make a set for this model with `python -m edge.build.calibration --onnx {model} "
                   "--input VIDEO_OR_DIR --out DIR`")
-        want = tuple(input_shape[1:])
+        want = tuple(shape[1:])
         if len(want) != len(self.crop_shape) or any(w is not None and w != g for w, g in zip(want, self.crop_shape)):
             dims = "x".join("?" if w is None else str(w) for w in want)
             raise CalibrationError(
-                f"{self.folder}: crops are {'x'.join(map(str, self.crop_shape))} but {model}'s input '{input_name}' "
+                f"{self.folder}: crops are {'x'.join(map(str, self.crop_shape))} but {model}'s input '{name}' "
                 f"takes {dims}; {remake}")
         cut, expected = self.manifest.get("spec"), metadata.get(METADATA_KEY)
-        if not isinstance(cut, dict) or expected is None:
-            return  # crops made elsewhere, or not an ATPN model: only the shape can be checked
-        wanted = json.loads(expected)
-        differ = [f"{k} {cut.get(k)} (model: {wanted[k]})" for k in CROP_RECIPE if k in wanted and cut.get(k) != wanted[k]]
-        if differ:
-            raise CalibrationError(f"{self.folder}: crops were cut with {', '.join(differ)}; {remake}")
+        if isinstance(cut, dict) and expected is not None:  # else crops made elsewhere, or not ATPN: shape only
+            wanted = json.loads(expected)
+            differ = [f"{k} {cut.get(k)} (model: {wanted[k]})" for k in CROP_RECIPE
+                      if k in wanted and cut.get(k) != wanted[k]]
+            if differ:
+                raise CalibrationError(f"{self.folder}: crops were cut with {', '.join(differ)}; {remake}")
+        return name
 
     def fingerprint(self) -> str:
         """Changes when the set is remade: hashes the manifest and every shard's name and size."""

@@ -68,11 +68,8 @@ def quantize_qdq(onnx_path: str, calib_dir: str, out_path: str, keep_float: str 
     info = inspect_onnx(onnx_path)
     if info.has_qdq:
         raise ModelError(f"{onnx_path} is already quantized (it has Q/DQ nodes); quantize the FP32 model")
-    if len(info.inputs) != 1:
-        raise ModelError(f"{onnx_path} has {len(info.inputs)} inputs; this quantizer feeds one-input models (ATPN)")
-    (name, shape), = info.inputs.items()
     calib = CalibrationSet.open(calib_dir)
-    calib.check_input(name, shape, onnx_path, info.metadata)
+    name = calib.check_model(onnx_path, info.inputs, info.metadata)
     calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
     with atomic_path(out_path, suffix=".onnx") as tmp:
         # ORT's pre-processing folds the exporter's Identity/Constant nodes (biases become initializers,

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -142,11 +142,17 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
         save_atomic(state, os.path.join(cfg.output.dir, "last.pt"))
         if improved:
             save_atomic(state, os.path.join(cfg.output.dir, "best.pt"))
-        if cfg.output.export and cfg.output.keep != "average" and \
-                (improved if cfg.output.keep == "best" else epoch == cfg.optim.epochs):
-            export_model(model, cfg.output.export)
-        if cfg.output.keep == "average" and epoch == cfg.optim.epochs:
-            metrics.update(averaged_model(spec, average, loader, val, device, cfg))
+        final = epoch == cfg.optim.epochs
+        kept: Optional[ATPN] = None  # the model `output.keep` picks this epoch, if any
+        if cfg.output.keep == "average":
+            if final:
+                kept, averaged = averaged_model(spec, average, loader, val, device)
+                metrics.update(averaged)
+                export_model(kept, os.path.join(cfg.output.dir, "average.pt"))
+        elif improved if cfg.output.keep == "best" else final:
+            kept = model
+        if kept is not None and cfg.output.export:
+            export_model(kept, cfg.output.export)
         with open(os.path.join(cfg.output.dir, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(metrics) + "\n")
         print("[train] " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
@@ -155,17 +161,14 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
 
 
 def averaged_model(spec: ModelSpec, average: WeightAverage, loader: DataLoader, val: ValidationSet,
-                   device: torch.device, cfg: TrainConfig) -> Dict[str, float]:
+                   device: torch.device) -> Tuple[ATPN, Dict[str, float]]:
     """The mean of the last epochs' weights, its batch-norm statistics measured on one epoch of training
-    crops, validated, then exported (and saved in the run folder as average.pt); returns its metrics."""
+    crops, and its validation metrics (prefixed average_)."""
     model = build_atpn(spec).to(device=device, memory_format=torch.channels_last)
     model.load_state_dict(average.mean)
     remeasure_batch_norm(model, (b["crop"].to(device).contiguous(memory_format=torch.channels_last)
                                  for b in tqdm(loader, desc="batch-norm statistics", file=sys.stderr,
                                                mininterval=0.5 if sys.stderr.isatty() else 30.0)))
-    metrics = {f"average_{k}": v for k, v in validate(model, val).items()}
+    metrics: Dict[str, float] = {f"average_{k}": v for k, v in validate(model, val).items()}
     metrics["average_epochs"] = average.count
-    export_model(model, os.path.join(cfg.output.dir, "average.pt"))
-    if cfg.output.export:
-        export_model(model, cfg.output.export)
-    return metrics
+    return model, metrics
