@@ -5,9 +5,12 @@
   python build_engine.py --onnx models/atpn68.onnx --int8 --calib calibration/atpn --batch 1:4:8
   python build_engine.py --onnx models/atpn68.qdq.onnx --int8 --qdq
   python build_engine.py --config configs/jetson_orin_nano.yaml      # its `build:` section
+  python build_engine.py --onnx models/atpn68.onnx --compute-capability 8.9   # TensorRT-RTX, no GPU needed
 
-The engine goes under engines/ (name: model, precision, TensorRT version, GPU) with a JSON sidecar
-that the runtime checks; an up-to-date engine is reused unless --rebuild.
+Full TensorRT (Jetson, data-centre GPUs) is used where installed, else TensorRT-RTX (GeForce/RTX PRO;
+strongly typed: no --fp16, INT8 only as --int8 --qdq); ATPN_TENSORRT=tensorrt_rtx picks RTX.
+The engine goes under engines/ (name: model, precision, batch profile, library and version, GPU) with
+a JSON sidecar that the runtime checks; an up-to-date engine is reused unless --rebuild.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import List, Optional
 
 from edge.build.builder import build_engine
 from edge.build.options import request_from
+from edge.build.trt_compat import describe_library
 from edge.errors import EdgeError
 
 
@@ -34,6 +38,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     "(default: engines/timing.trt<version>.<gpu>.cache)")
     ap.add_argument("--save-engine", metavar="FILE", help="engine path (default: engines/<model>.<precision>."
                     "trt<version>.<gpu>.engine; the sidecar is FILE.json)")
+    ap.add_argument("--compute-capability", metavar="X.Y", help="TensorRT-RTX: build for GPUs of this compute "
+                    "capability (7.5, 8.0, 8.6, 8.9, 12.0) instead of the GPU present; needs no GPU")
     ap.add_argument("--config", metavar="YAML", help="read flags from the file's `build:` section (flags given win)")
     ap.add_argument("--rebuild", action="store_true", help="build even if an up-to-date engine exists")
     return ap.parse_args(argv)
@@ -53,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{result.engine_path}: {result.note}")
         return 0
     print(f"built {result.engine_path} ({size_mib:.1f} MiB) in {side.build_seconds:.1f} s: {side.key.precision}, "
-          f"TensorRT {side.key.tensorrt}, {side.key.gpu.describe()}; reason: {result.note}")
+          f"{describe_library(side.key.tensorrt)}, {side.key.gpu.describe()}; reason: {result.note}")
     print(f"sidecar {result.engine_path}.json")
     return 0
 

@@ -49,6 +49,24 @@ def astronaut_bgr() -> np.ndarray:
     return image
 
 
+@pytest.fixture(scope="session")
+def astronaut_calibration_set(tmp_path_factory, astronaut_bgr):
+    """An INT8 calibration set cut by edge.build.calibration from the astronaut turned and scaled a few
+    ways (needs no ../shared data)."""
+    import cv2
+
+    from edge.build.calibration import make_calibration_set
+    from edge.build.calibration_set import CalibrationSet
+
+    frames = tmp_path_factory.mktemp("astronaut_frames")
+    for i, (angle, scale) in enumerate([(0, 1.0), (-15, 0.8), (12, 1.2), (25, 0.9), (-30, 1.1), (5, 0.6)]):
+        m = cv2.getRotationMatrix2D((256, 256), angle, scale)
+        cv2.imwrite(str(frames / f"{i}.png"), cv2.warpAffine(astronaut_bgr, m, (512, 512), borderMode=cv2.BORDER_REFLECT))
+    out = tmp_path_factory.mktemp("calib") / "astronaut"
+    make_calibration_set(str(frames), str(out), str(model_path("atpn68.onnx")), str(model_path("blazeface_short.onnx")))
+    return CalibrationSet.open(str(out))
+
+
 def model_path(name: str) -> Path:
     """A file made by `make models`; skip (saying how to make it) when it is missing."""
     path = MODELS / name
@@ -74,9 +92,15 @@ def _gpu_stack_missing(needs_tensorrt: bool) -> Optional[str]:
     from edge.build.gpu import query_gpu
     from edge.errors import EngineError
 
-    for module in ("tensorrt", "pycuda") if needs_tensorrt else ("pycuda",):
-        if importlib.util.find_spec(module) is None:
-            return f"the {module} module ({'TensorRT' if module == 'tensorrt' else 'CUDA from Python'})"
+    if importlib.util.find_spec("pycuda") is None:
+        return "the pycuda module (CUDA from Python)"
+    if needs_tensorrt:
+        from edge.build.trt_compat import import_tensorrt
+
+        try:
+            import_tensorrt()  # full TensorRT, else TensorRT-RTX
+        except EngineError:
+            return "TensorRT or TensorRT-RTX"
     try:
         query_gpu()
     except EngineError as exc:

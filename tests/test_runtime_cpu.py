@@ -66,12 +66,26 @@ def test_launch_grid_covers_every_pixel_of_every_crop():
     assert grid[2] == 5 and grid[0] * BLOCK[0] >= 112 and (grid[0] - 1) * BLOCK[0] < 112
 
 
-def test_tensorrt_backend_without_tensorrt_says_what_is_missing(tmp_path):
-    if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("TensorRT is installed here")
+def test_tensorrt_backend_without_tensorrt_says_what_is_missing(tmp_path, monkeypatch):
+    for name in ("tensorrt", "tensorrt_rtx"):
+        monkeypatch.setitem(sys.modules, name, None)  # neither library importable
     with pytest.raises(EngineError) as err:
         open_engine(str(tmp_path / "atpn.engine"), backend="tensorrt")
-    assert "TensorRT" in str(err.value) and "\n" not in str(err.value)
+    message = str(err.value)
+    assert message.startswith("no TensorRT Python package loads") and "\n" not in message
+    assert "--system-site-packages" in message and "pip install tensorrt-rtx-cu12" in message
+
+
+def test_tensorrt_backend_without_a_gpu_says_so(tmp_path):
+    import ctypes.util
+
+    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_rtx") is None:
+        pytest.skip("no TensorRT library installed here (make test installs tensorrt-rtx-cu12)")
+    if ctypes.util.find_library("cuda"):
+        pytest.skip("a CUDA driver is installed here")
+    with pytest.raises(EngineError, match="^no CUDA driver") as err:
+        open_engine(str(tmp_path / "atpn.engine"), backend="tensorrt")
+    assert "\n" not in str(err.value)
 
 
 def test_unknown_backend_is_one_line():

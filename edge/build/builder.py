@@ -7,21 +7,23 @@ compatibility layer (trt_compat) on one code path for TensorRT 8.5 to 11.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from edge.build.calibration_set import CalibrationSet
 from edge.build.gpu import GpuInfo, query_gpu
 from edge.build.options import ENGINES_DIR, BuildRequest, ProfileShapes, Shape, profile_shapes, utc_now
-from edge.build.sidecar import CacheKey, Sidecar, check_engine, file_sha256, read_sidecar, reusable, write_sidecar
+from edge.build.sidecar import CacheKey, Sidecar, file_sha256, read_sidecar, reusable, write_sidecar
 from edge.build import trt_compat as compat
 from edge.build.precision import Layer, float_layers
 from edge.build.quantize import LANDMARK_OUTPUT
 from edge.errors import EngineError, ModelError
 from edge.fileio import write_atomic
+
+if TYPE_CHECKING:  # the tensorrt-stubs package: `make lint` checks our TensorRT calls against it
+    import tensorrt
 
 _QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")
 
@@ -82,13 +84,32 @@ def plan_build(request: BuildRequest) -> BuildPlan:
     return BuildPlan(request, onnx, profile, calib)
 
 
-def default_engine_path(onnx_path: str, precision: str, tensorrt: str, gpu: GpuInfo) -> str:
-    """engines/<model>.<precision>.trt<version>.<gpu>.engine: one file per thing that makes engines differ."""
-    return str(ENGINES_DIR / f"{Path(onnx_path).stem}.{precision}.trt{tensorrt}.{gpu.slug()}.engine")
+def default_engine_path(onnx_path: str, precision: str, batch: Optional[str], library: str, gpu: GpuInfo) -> str:
+    """engines/<model>.<precision>[.b<min>-<opt>-<max>].<library tag>.<gpu>.engine: one file per thing that
+    makes engines differ (the batch profile only for models with a dynamic batch axis)."""
+    parts = [Path(onnx_path).stem, precision] + ([f"b{batch.replace(':', '-')}"] if batch else []) + [library,
+                                                                                                   gpu.slug()]
+    return str(ENGINES_DIR / (".".join(parts) + ".engine"))
 
 
-def default_timing_cache(tensorrt: str, gpu: GpuInfo) -> str:
-    return str(ENGINES_DIR / f"timing.trt{tensorrt}.{gpu.slug()}.cache")
+def default_timing_cache(library: str, gpu: GpuInfo) -> str:
+    return str(ENGINES_DIR / f"timing.{library}.{gpu.slug()}.cache")
+
+
+def target_gpu(features: compat.TrtFeatures, compute_capability: Optional[str]) -> GpuInfo:
+    """The GPU to build for: the one present, or (TensorRT-RTX) any GPU of the compute capability asked for."""
+    if compute_capability is not None:
+        if not features.target_compute_capability:
+            raise EngineError(f"{features.describe()} builds for the GPU it runs on: drop --compute-capability "
+                              "(only TensorRT-RTX builds ahead of time for another GPU)")
+        return GpuInfo.any_of(compute_capability)
+    try:
+        return query_gpu()
+    except EngineError as exc:
+        if features.target_compute_capability:
+            raise EngineError(f"{exc}; {features.describe()} builds without one for the GPU that will run the "
+                              "engine: pass --compute-capability MAJOR.MINOR (e.g. 8.9)") from exc
+        raise
 
 
 def cache_key(plan: BuildPlan, tensorrt: str, gpu: GpuInfo) -> CacheKey:
@@ -102,14 +123,14 @@ def build_engine(request: BuildRequest, display: Optional[compat.ProgressDisplay
     trt = compat.import_tensorrt()
     features = compat.features_of(trt)
     compat.check_precision(features, request.fp16, request.int8, request.qdq)
-    gpu = query_gpu()
-    tensorrt = str(trt.__version__)  # the full build number: the runtime compares it as trt.__version__
-    key = cache_key(plan, tensorrt, gpu)
-    engine_path = request.save_engine or default_engine_path(request.onnx, request.precision, tensorrt, gpu)
+    gpu = target_gpu(features, request.compute_capability)
+    key = cache_key(plan, features.tag, gpu)
+    engine_path = request.save_engine or default_engine_path(
+        request.onnx, request.precision, str(request.profile) if plan.profile else None, features.tag, gpu)
     why = "--rebuild" if request.rebuild else reusable(engine_path, key)
     if why is None:
         return BuildResult(engine_path, read_sidecar(engine_path), False, "up to date (same ONNX, precision, "
-                           f"profile, TensorRT {tensorrt}, {gpu.describe()}); --rebuild to build it again")
+                           f"profile, {features.describe()}, {gpu.describe()}); --rebuild to build it again")
     display = display or compat.ProgressDisplay()
     t0 = time.monotonic()
     engine, flags = _build_with_tensorrt(trt, features, plan, gpu, display)
@@ -125,12 +146,12 @@ def build_engine(request: BuildRequest, display: Optional[compat.ProgressDisplay
 def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan, gpu: GpuInfo,
                          display: compat.ProgressDisplay) -> Tuple[bytes, Tuple[str, ...]]:
     request = plan.request
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder: "tensorrt.Builder" = trt.Builder(compat.logger_for(trt))
     network = compat.create_network(trt, builder, features)
     with open(request.onnx, "rb") as f:
-        parser = compat.parse_onnx(trt, network, logger, f.read(), request.onnx)
+        parser = compat.parse_onnx(trt, network, f.read(), request.onnx)
     config = builder.create_builder_config()
+    compat.set_target(trt, config, request.compute_capability)
     compat.set_workspace(trt, config, features, request.workspace)
     flags = compat.set_precision(trt, config, features, request.fp16, request.int8)
     warning = compat.platform_lacks_fast(builder, request.fp16, request.int8)
@@ -138,33 +159,36 @@ def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan
         display.line(f"[build] warning: {warning}")
     if plan.calib is not None:
         flags += _keep_float_after(trt, network, config, LANDMARK_OUTPUT)
+    if plan.onnx.has_qdq:
+        flags += qdq_layers(trt, network, LANDMARK_OUTPUT)
     if plan.profile:
         profile = builder.create_optimization_profile()
         for name, shapes in plan.profile.items():
             profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
         config.add_optimization_profile(profile)
-    timing_cache = request.timing_cache or default_timing_cache(str(trt.__version__), gpu)
-    warning = compat.load_timing_cache(config, timing_cache)
-    if warning:
-        display.line(f"[build] {warning}")
-    display.line(f"[build] {request.onnx} -> {request.precision}, TensorRT {features.version}, {gpu.describe()}"
+    timing_cache = (request.timing_cache or default_timing_cache(features.tag, gpu)) if features.timing_cache else None
+    if timing_cache:
+        warning = compat.load_timing_cache(config, timing_cache)
+        if warning:
+            display.line(f"[build] {warning}")
+    display.line(f"[build] {request.onnx} -> {request.precision}, {features.describe()}, {gpu.describe()}"
                  + (f", batch {request.batch}" if plan.profile else ""))
     finish = compat.attach_progress(trt, config, features, display)
     try:
         if plan.calib is not None:
-            engine = _build_calibrated(trt, builder, network, config, plan, display)
+            engine = _build_calibrated(trt, features, builder, network, config, plan, display)
         else:
             engine = compat.build_serialized(builder, network, config)
     finally:
         finish()
-    compat.save_timing_cache(config, timing_cache)
+    if timing_cache:
+        compat.save_timing_cache(config, timing_cache)
     del parser  # the parser owns the weights the network points at: keep it alive until here
     return engine, flags
 
 
-def _keep_float_after(trt: Any, network: Any, config: Any, tensor: str) -> Tuple[str, ...]:
-    """Implicit INT8 keeps in FP32 what the Q/DQ route keeps float (edge/build/precision.py: the layers
-    fed by `tensor`, and a soft-argmax head's last layers); nothing to do for a model without either."""
+def network_layers(trt: Any, network: "tensorrt.INetworkDefinition") -> Tuple[List["tensorrt.ILayer"], List[Layer]]:
+    """The network's layers, and each described for edge/build/precision.py (data tensors only, no constants)."""
     layers = [network.get_layer(i) for i in range(network.num_layers)]
     constants = {layer.get_output(0).name for layer in layers if layer.type == trt.LayerType.CONSTANT}
 
@@ -174,6 +198,29 @@ def _keep_float_after(trt: Any, network: Any, config: Any, tensor: str) -> Tuple
     described = [Layer(layer.name, layer.type == trt.LayerType.SOFTMAX,
                        names(layer.get_input(j) for j in range(layer.num_inputs)),
                        names(layer.get_output(j) for j in range(layer.num_outputs))) for layer in layers]
+    return layers, described
+
+
+def qdq_layers(trt: Any, network: "tensorrt.INetworkDefinition", tensor: str) -> Tuple[str, ...]:
+    """A Q/DQ network as TensorRT parsed it: how many layers quantize, and that none of them sits where
+    edge/build/precision.py keeps float (a model quantized by another tool would lose its landmarks there)."""
+    layers, described = network_layers(trt, network)
+    kinds = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
+    quantizing = {layer.name for layer in layers if layer.type in kinds}
+    keep = float_layers(described, tensor)
+    inside = sorted(quantizing.intersection(keep))
+    if inside:
+        raise ModelError(f"{len(inside)} Q/DQ layer(s) after '{tensor}' or in a soft-argmax head (e.g. {inside[0]}), "
+                         "where INT8 moves the landmarks; quantize with `python -m edge.build.quantize`, which keeps "
+                         "them float")
+    return (f"Q/DQ layers: {len(quantizing)}", f"float layers after '{tensor}' or in a soft-argmax head: {len(keep)}")
+
+
+def _keep_float_after(trt: Any, network: "tensorrt.INetworkDefinition", config: "tensorrt.IBuilderConfig",
+                      tensor: str) -> Tuple[str, ...]:
+    """Implicit INT8 keeps in FP32 what the Q/DQ route keeps float (edge/build/precision.py: the layers
+    fed by `tensor`, and a soft-argmax head's last layers); nothing to do for a model without either."""
+    layers, described = network_layers(trt, network)
     keep = set(float_layers(described, tensor))
     kept = 0
     for layer in layers:
@@ -190,7 +237,8 @@ def _keep_float_after(trt: Any, network: Any, config: Any, tensor: str) -> Tuple
     return ("PREFER_PRECISION_CONSTRAINTS", f"FP32 layers after '{tensor}' or in a soft-argmax head: {kept}")
 
 
-def _build_calibrated(trt: Any, builder: Any, network: Any, config: Any, plan: BuildPlan,
+def _build_calibrated(trt: Any, features: compat.TrtFeatures, builder: "tensorrt.Builder",
+                      network: "tensorrt.INetworkDefinition", config: "tensorrt.IBuilderConfig", plan: BuildPlan,
                       display: compat.ProgressDisplay) -> bytes:
     from edge.build.trt_calibrator import (calibration_batch, calibration_cache_path, make_entropy_calibrator,
                                            primary_context)
@@ -199,7 +247,7 @@ def _build_calibrated(trt: Any, builder: Any, network: Any, config: Any, plan: B
     assert calib is not None
     name = next(iter(plan.onnx.inputs))
     batch = calibration_batch(calib, plan.request.profile.opt)
-    cache = calibration_cache_path(calib, Path(plan.request.onnx).stem, plan.onnx.sha256)
+    cache = calibration_cache_path(calib, Path(plan.request.onnx).stem, plan.onnx.sha256, features.tag)
     with primary_context() as cuda:
         calibrator = make_entropy_calibrator(trt, cuda, calib, batch, cache, display)
         config.int8_calibrator = calibrator
@@ -210,16 +258,3 @@ def _build_calibrated(trt: Any, builder: Any, network: Any, config: Any, plan: B
             config.set_calibration_profile(calib_profile)
         display.line(f"[calibrate] {calib.count} crops from {calib.folder}, batches of {batch}")
         return compat.build_serialized(builder, network, config)
-
-
-def ensure_engine(engine_path: str, rebuild: bool = False) -> Sidecar:
-    """For the runtime: the engine's sidecar if it fits this TensorRT and GPU; else rebuild it (when asked)
-    from the request stored in its sidecar, or raise the one-line EngineError naming the command."""
-    trt = compat.import_tensorrt()
-    try:
-        return check_engine(engine_path, str(trt.__version__), query_gpu())
-    except EngineError:
-        if not rebuild or not os.path.isfile(engine_path + ".json"):
-            raise
-    request = replace(read_sidecar(engine_path).request, save_engine=engine_path, rebuild=True)
-    return build_engine(request).sidecar

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict
 
-from edge.errors import EngineError
+from edge.errors import ConfigError, EngineError
 
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_{MAJOR,MINOR}
 _LIBS = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
@@ -19,17 +19,35 @@ _LIBS = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
 
 @dataclass(frozen=True)
 class GpuInfo:
+    """A GPU an engine is built for; an empty name means any GPU of that compute capability (an engine
+    TensorRT-RTX built ahead of time with --compute-capability runs on every such GPU)."""
+
     name: str
     compute_capability: str  # "8.7"
 
+    @classmethod
+    def any_of(cls, compute_capability: str) -> "GpuInfo":
+        if not re.match(r"^\d+\.\d+$", compute_capability):
+            raise ConfigError(f"--compute-capability must be MAJOR.MINOR (e.g. 8.9), got {compute_capability!r}")
+        return cls("", compute_capability)
+
     def slug(self) -> str:
-        """A file-name-safe tag: 'NVIDIA GeForce RTX 4090' / 8.9 -> 'geforce-rtx-4090-sm89'."""
+        """A file-name-safe tag: 'NVIDIA GeForce RTX 4090' / 8.9 -> 'geforce-rtx-4090-sm89'; any GPU -> 'sm89'."""
+        sm = f"sm{self.compute_capability.replace('.', '')}"
+        if not self.name:
+            return sm
         name = re.sub(r"^nvidia\s+", "", self.name.strip(), flags=re.IGNORECASE)
         name = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
-        return f"{name}-sm{self.compute_capability.replace('.', '')}"
+        return f"{name}-{sm}"
 
     def describe(self) -> str:
+        if not self.name:
+            return f"any GPU of compute {self.compute_capability}"
         return f"{self.name} (compute {self.compute_capability})"
+
+    def runs_on(self, gpu: "GpuInfo") -> bool:
+        """Whether an engine built for self runs on `gpu`: the same GPU, or any of its compute capability."""
+        return self == gpu or (not self.name and self.compute_capability == gpu.compute_capability)
 
     def to_dict(self) -> Dict[str, str]:
         return {"name": self.name, "compute_capability": self.compute_capability}

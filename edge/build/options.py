@@ -78,8 +78,9 @@ class BuildRequest:
     calib: Optional[str] = None  # calibration folder (implicit INT8)
     batch: str = "1:4:8"
     workspace: Optional[int] = None  # MiB; None = TensorRT's default
-    timing_cache: Optional[str] = None  # None = engines/timing-<trt>-<gpu>.cache
-    save_engine: Optional[str] = None  # None = engines/<stem>.<precision>.trt<ver>.<gpu>.engine
+    timing_cache: Optional[str] = None  # None = engines/timing.<library tag>.<gpu>.cache
+    save_engine: Optional[str] = None  # None = engines/<stem>.<precision>[.b<batch>].<library tag>.<gpu>.engine
+    compute_capability: Optional[str] = None  # "8.9": TensorRT-RTX builds for that GPU generation, no GPU needed
     rebuild: bool = False
 
     def __post_init__(self) -> None:
@@ -113,7 +114,8 @@ class BuildRequest:
         args += ["--batch", self.batch]
         if self.workspace is not None:
             args += ["--workspace", str(self.workspace)]
-        for flag, value in (("--timing-cache", self.timing_cache), ("--save-engine", self.save_engine)):
+        for flag, value in (("--timing-cache", self.timing_cache), ("--save-engine", self.save_engine),
+                            ("--compute-capability", self.compute_capability)):
             if value:
                 args += [flag, value]
         return " ".join(shlex.quote(a) for a in args + ["--rebuild"])
@@ -129,7 +131,7 @@ class BuildRequest:
 
 _KEY_TYPES: Dict[str, Tuple[type, ...]] = {
     "onnx": (str,), "fp16": (bool,), "int8": (bool,), "qdq": (bool,), "calib": (str,), "batch": (str, int),
-    "workspace": (int,), "timing_cache": (str,), "save_engine": (str,),
+    "workspace": (int,), "timing_cache": (str,), "save_engine": (str,), "compute_capability": (str,),
 }
 
 

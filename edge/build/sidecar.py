@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from edge.build.gpu import GpuInfo
+from edge.build.trt_compat import describe_library
 from edge.build.options import BuildRequest, ProfileShapes
 from edge.fileio import write_atomic
 from edge.errors import EngineError
 
-FORMAT = 1
+FORMAT = 2  # 2: `tensorrt` is the library tag (trt10.3.0.30, trtrtx1.7.1.116), the GPU may be 'any of a compute capability'
 
 
 def sidecar_path(engine_path: str) -> str:
@@ -39,14 +40,15 @@ class CacheKey:
     onnx_sha256: str
     precision: str
     profile: ProfileShapes
-    tensorrt: str
+    tensorrt: str  # library tag: trt10.3.0.30, trtrtx1.7.1.116
     gpu: GpuInfo
     calibration: Optional[str] = None  # fingerprint of the calibration set (implicit INT8 only)
 
     def mismatch(self, other: "CacheKey") -> Optional[str]:
         """None when `other` builds the same engine, else the first difference, as a short phrase."""
         checks = (
-            (self.tensorrt == other.tensorrt, f"TensorRT {other.tensorrt} built it, this is {self.tensorrt}"),
+            (self.tensorrt == other.tensorrt,
+             f"{describe_library(other.tensorrt)} built it, this is {describe_library(self.tensorrt)}"),
             (self.gpu == other.gpu, f"built for {other.gpu.describe()}, this is {self.gpu.describe()}"),
             (self.onnx_sha256 == other.onnx_sha256, "the ONNX changed since the build"),
             (self.precision == other.precision, f"built as {other.precision}, asked for {self.precision}"),
@@ -71,6 +73,7 @@ class Sidecar:
         data = {
             "format": FORMAT,
             "tensorrt": self.key.tensorrt,
+            "library": describe_library(self.key.tensorrt),
             "gpu": self.key.gpu.to_dict(),
             "precision": self.key.precision,
             "build_flags": list(self.build_flags),
@@ -119,7 +122,7 @@ def read_sidecar(engine_path: str) -> Sidecar:
 
 
 def check_engine(engine_path: str, tensorrt: str, gpu: GpuInfo) -> Sidecar:
-    """Before deserialising: the engine file is the one the sidecar describes, for this TensorRT and GPU.
+    """Before deserialising: the engine file is the one the sidecar describes, for this library (tag) and GPU.
 
     Raises a one-line EngineError that ends with the exact command that rebuilds the engine.
     """
@@ -137,10 +140,10 @@ def check_engine(engine_path: str, tensorrt: str, gpu: GpuInfo) -> Sidecar:
 
 
 def runtime_mismatch(side: Sidecar, tensorrt: str, gpu: GpuInfo) -> Optional[str]:
-    """Why this engine cannot run here (TensorRT version or GPU), or None."""
+    """Why this engine cannot run here (TensorRT library and version, or GPU), or None."""
     if side.key.tensorrt != tensorrt:
-        return f"built with TensorRT {side.key.tensorrt}, this is TensorRT {tensorrt}"
-    if side.key.gpu != gpu:
+        return f"built with {describe_library(side.key.tensorrt)}, this is {describe_library(tensorrt)}"
+    if not side.key.gpu.runs_on(gpu):
         return f"built for {side.key.gpu.describe()}, this is {gpu.describe()}"
     return None
 

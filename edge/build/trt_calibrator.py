@@ -18,8 +18,11 @@ from edge.fileio import write_atomic
 MAX_CALIBRATION_BATCH = 8
 
 
-def calibration_cache_path(calib: CalibrationSet, onnx_stem: str, onnx_sha256: str) -> str:
-    return os.path.join(calib.folder, f"{onnx_stem}-{onnx_sha256[:12]}-{calib.fingerprint()[:12]}.calib.cache")
+def calibration_cache_path(calib: CalibrationSet, onnx_stem: str, onnx_sha256: str, library: str) -> str:
+    """Beside the set, per model, set and TensorRT library (`library` is its tag: a cache from another
+    TensorRT version may hold other scales, and TensorRT would use it without a word)."""
+    name = f"{onnx_stem}-{onnx_sha256[:12]}-{calib.fingerprint()[:12]}.{library}.calib.cache"
+    return os.path.join(calib.folder, name)
 
 
 def calibration_batch(calib: CalibrationSet, opt_batch: int) -> int:

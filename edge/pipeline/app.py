@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from contextlib import ExitStack
 from functools import partial
+from pathlib import Path
 from typing import Callable, Optional
 
 from edge.config import Config
@@ -18,7 +19,7 @@ from edge.pipeline.tracker import Tracker
 from edge.runtime import open_engine
 
 
-def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
+def open_pipeline(config: Config, stack: ExitStack, log: Callable[[str], None] = lambda line: None) -> FacePipeline:
     """Both engines on the configured backend (closed with `stack`), wired into one pipeline.
 
     TensorRT runs the GPU pipeline (pre-processing on the device, one stream); its engines come
@@ -27,11 +28,11 @@ def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
     max_crops = config.tracker.max_faces * (2 if runtime.mirror_average else 1)  # ATPN's largest batch
     detectors = []
     for path in config.models.detector_paths():
-        engine = stack.enter_context(open_engine(engine_file(config, path, "1"), runtime.backend,
+        engine = stack.enter_context(open_engine(engine_file(config, path, "1", log), runtime.backend,
                                                  runtime.detector_threads))
         detectors.append(FaceDetector(engine, score_threshold=config.detector.score_threshold))
     atpn_engine = stack.enter_context(open_engine(engine_file(config, config.models.path("atpn"),
-                                                              f"1:{max_crops}:{max_crops}"),
+                                                              f"1:{max_crops}:{max_crops}", log),
                                                   runtime.backend, runtime.threads))
     aligner = Aligner(atpn_engine, mirror_average=runtime.mirror_average)
     detector = DetectorCascade(detectors)
@@ -46,14 +47,24 @@ def open_pipeline(config: Config, stack: ExitStack) -> FacePipeline:
     return pipeline
 
 
-def engine_file(config: Config, path: str, batch: str) -> str:
-    """The file the backend loads: `path` itself, or for TensorRT the engine built from that ONNX."""
+def engine_file(config: Config, path: str, batch: str, log: Callable[[str], None]) -> str:
+    """The file the backend loads: `path` itself, or for TensorRT the engine built from that ONNX.
+
+    FP16 (the default) where the library has the builder flag; a strongly typed library (TensorRT 11,
+    TensorRT-RTX) builds the FP32 ONNX as FP32, said once, rather than refusing the default config."""
     if config.runtime.backend != "tensorrt" or not path.endswith(".onnx"):
         return path
     from edge.build.builder import build_engine
     from edge.build.options import BuildRequest
+    from edge.build.trt_compat import features_of, import_tensorrt
 
-    return build_engine(BuildRequest(onnx=path, fp16=config.runtime.precision == "fp16", batch=batch)).engine_path
+    fp16 = config.runtime.precision == "fp16"
+    features = features_of(import_tensorrt())
+    if fp16 and features.strongly_typed_only:
+        fp16 = False
+        log(f"note: {features.describe()} is strongly typed (no FP16 flag): {Path(path).name} runs as FP32; "
+            "for FP16 convert the ONNX to FP16 and point models.* at it")
+    return build_engine(BuildRequest(onnx=path, fp16=fp16, batch=batch)).engine_path
 
 
 def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda line: None) -> RunStats:
@@ -62,7 +73,7 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
         source = stack.enter_context(open_source(config.source.input))
         log(f"input: {source.uri}" + (" (no camera found)" if config.source.input == "auto" and not source.live
                                        else ""))
-        pipeline = open_pipeline(config, stack)
+        pipeline = open_pipeline(config, stack, log)
         outputs = Outputs(default_overlay(lambda: stats.fps), config.output.save, config.output.json,
                           open_window(config.output.display), fps=getattr(source, "fps", 30.0))
         stack.callback(outputs.close)

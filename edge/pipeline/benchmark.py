@@ -40,7 +40,7 @@ def benchmark(images: List[np.ndarray], config: Config, runs: int,
     """`runs` passes over `images` with a fresh tracker each; the median run (by FPS) is reported."""
     results = []
     with ExitStack() as stack:
-        pipeline = open_pipeline(config, stack)
+        pipeline = open_pipeline(config, stack, log)
         gpu = getattr(pipeline, "gpu", None)
         for k in range(runs):
             pipeline.tracker.reset()

@@ -1,24 +1,28 @@
 """TensorRT backend: a serialized engine behind the same Engine interface as ONNX Runtime.
 
 Name-based I/O (`num_io_tensors`, `set_input_shape`, `set_tensor_address`, `execute_async_v3`),
-the one code path from TensorRT 8.5.1 (JetPack 5.1) through 10.x/11. Buffers are planned once for
+the one code path from TensorRT 8.5.1 (JetPack 5.1) through 10.x/11 and TensorRT-RTX (whichever
+library `trt_compat.import_tensorrt` finds; the sidecar must name the same). Buffers are planned once for
 the profile's largest batch (`buffers.py`): zero-copy mapped memory on Jetson, pinned host plus
 device memory and async copies on a discrete GPU. `infer` is the host-to-host path; the GPU loop
 writes crops straight into `device_input(...)` and calls `enqueue` + `outputs`, one sync per frame.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
 from edge.build.gpu import query_gpu
 from edge.build.sidecar import check_engine
-from edge.build.trt_compat import import_tensorrt
+from edge.build.trt_compat import features_of, import_tensorrt, logger_for
 from edge.errors import EngineError
 from edge.runtime.base import Engine, TensorSpec
 from edge.runtime.buffers import STAGED, ZERO_COPY, BufferPlan, check_batch, placement_for, plan_buffers
 from edge.runtime.cuda import CudaContext, shared_context
+
+if TYPE_CHECKING:  # the tensorrt-stubs package: `make lint` checks our TensorRT calls against it
+    import tensorrt
 
 # trt.nptype is avoided on purpose: it refers to np.bool, which numpy >= 1.24 removed (JetPack 5).
 _DTYPES = (("FLOAT", np.float32), ("HALF", np.float16), ("INT8", np.int8), ("INT32", np.int32),
@@ -57,20 +61,20 @@ class TensorRTEngine(Engine):
 
     def __init__(self, path: str, context: Optional[CudaContext] = None) -> None:
         trt = import_tensorrt()
-        side = check_engine(path, trt.__version__, query_gpu())
+        side = check_engine(path, features_of(trt).tag, query_gpu())
         self.path = path
         self.metadata = dict(side.onnx_metadata)
         self.cuda = context or shared_context()
         self._buffers: Dict[str, _Buffer] = {}
         with self.cuda.active():
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
+            self._runtime: "tensorrt.Runtime" = trt.Runtime(logger_for(trt))
             with open(path, "rb") as f:
-                self._engine = self._runtime.deserialize_cuda_engine(f.read())
-            if self._engine is None:
+                engine: Optional["tensorrt.ICudaEngine"] = self._runtime.deserialize_cuda_engine(f.read())
+            if engine is None:
                 raise EngineError(f"{path}: TensorRT could not deserialize it (corrupt file?); rebuild it with "
                                   f"`{side.request.command()}`")
-            self._context = self._engine.create_execution_context()
+            self._engine = engine
+            self._context: "tensorrt.IExecutionContext" = engine.create_execution_context()
             tensors = []
             for i in range(self._engine.num_io_tensors):
                 name = self._engine.get_tensor_name(i)
