@@ -24,9 +24,23 @@ $(STAMP): requirements.txt pyproject.toml
 models: $(STAMP)
 	$(VPY) -m edge.setup_models --dir $(MODELS)
 
-lint: $(STAMP)
+# Every module that calls TensorRT or pycuda, type-checked against TensorRT 10.13's API (tensorrt-stubs),
+# which lives apart in .venv/stubs: in site-packages its bare `tensorrt/` folder would import as an empty
+# package and hide that TensorRT is missing. Its two syntax slips (a parameter named `in`, a required
+# parameter after defaults) are mended after install.
+TRT_MODULES := edge/build/trt_compat.py edge/build/builder.py edge/build/trt_calibrator.py edge/runtime/tensorrt.py \
+	edge/runtime/cuda.py edge/pipeline/app.py build_engine.py
+STUBS := $(VENV)/stubs/.installed
+$(STUBS): $(STAMP)
+	$(VPY) -m pip install -q --no-deps --target $(VENV)/stubs tensorrt-stubs==10.13.0.35.1
+	sed -i -E 's/([(, ])in: /\1in_: /g; s/(power: Weights = None, channel_axis: int)\)/\1 = 0)/' \
+		$(VENV)/stubs/tensorrt_bindings/tensorrt.pyi
+	touch $@
+
+lint: $(STAMP) $(STUBS)
 	$(VENV)/bin/vermin -q -t=3.8- --violations --no-tips --eval-annotations edge *.py bench tests
 	$(VPY) -m pyflakes edge bench tests *.py
+	$(VENV)/bin/mypy $(TRT_MODULES)
 
 test: models lint
 	$(VPY) -m pytest -q

@@ -164,7 +164,7 @@ def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan
     if plan.profile:
         profile = builder.create_optimization_profile()
         for name, shapes in plan.profile.items():
-            profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
+            profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])  # type: ignore[arg-type]  # lists: Dims
         config.add_optimization_profile(profile)
     timing_cache = (request.timing_cache or default_timing_cache(features.tag, gpu)) if features.timing_cache else None
     if timing_cache:
@@ -254,7 +254,7 @@ def _build_calibrated(trt: Any, features: compat.TrtFeatures, builder: "tensorrt
         if plan.profile:
             shape = [batch] + list(calib.crop_shape)
             calib_profile = builder.create_optimization_profile()
-            calib_profile.set_shape(name, shape, shape, shape)
+            calib_profile.set_shape(name, shape, shape, shape)  # type: ignore[arg-type]  # a list is a Dims
             config.set_calibration_profile(calib_profile)
         display.line(f"[calibrate] {calib.count} crops from {calib.folder}, batches of {batch}")
         return compat.build_serialized(builder, network, config)

@@ -247,7 +247,7 @@ class ProgressDisplay:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.heartbeat_s = heartbeat_s
         self._lock = threading.Lock()
-        self._depth = {}  # phase -> nesting depth
+        self._depth: Dict[str, int] = {}  # phase -> nesting depth
         self._stop = threading.Event()
         self._thread = None  # type: Optional[threading.Thread]
 

@@ -5,7 +5,7 @@ import sys
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from edge.config import Config
 from edge.pipeline.aligner import Aligner
@@ -86,7 +86,7 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
     return stats
 
 
-def _progress_bar(source: Source, config: Config, stack: ExitStack) -> Optional[object]:
+def _progress_bar(source: Source, config: Config, stack: ExitStack) -> Optional[Any]:
     """A tqdm line for files on a terminal (none in logs, for live cameras or with --quiet)."""
     if source.live or config.output.quiet:
         return None

@@ -9,7 +9,7 @@ writes crops straight into `device_input(...)` and calls `enqueue` + `outputs`, 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -75,12 +75,13 @@ class TensorRTEngine(Engine):
                                   f"`{side.request.command()}`")
             self._engine = engine
             self._context: "tensorrt.IExecutionContext" = engine.create_execution_context()
-            tensors = []
+            tensors: List[Tuple[str, bool, np.dtype, Tuple[int, ...]]] = []
             for i in range(self._engine.num_io_tensors):
                 name = self._engine.get_tensor_name(i)
                 is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+                shape = self._engine.get_tensor_shape(name)
                 tensors.append((name, is_input, numpy_dtype(trt, self._engine.get_tensor_dtype(name)),
-                                tuple(self._engine.get_tensor_shape(name))))
+                                tuple(shape[i] for i in range(len(shape)))))
             profile = side.key.profile
             self.min_batch = min((s["min"][0] for s in profile.values()), default=1)
             max_batch = max((s["max"][0] for s in profile.values()), default=1)
