@@ -1,16 +1,24 @@
 """The one crop/warp/normalise and its inverse, shared by runtime, training and evaluation."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
-import subprocess
+import struct
+from dataclasses import replace
+from typing import Dict
 
 import numpy as np
 import pytest
 
+from edge.errors import EngineError
 from edge.model.spec import ModelSpec
 from edge.pipeline.crop import (CropBox, crop_from_landmarks, crop_matrix, landmarks_to_crop, landmarks_to_frame,
                                 mirror_permutation,
                                 pose_to_crop, pose_to_frame, warp_crops)
+from edge.pipeline.gpu_crop import KERNEL
+from edge.runtime import kernels
+from edge.runtime.kernels import SearchPath, compile_cubin
 
 SPEC = ModelSpec()
 
@@ -63,17 +71,122 @@ def test_crop_box_rejects_a_non_positive_size():
         CropBox(0, 0, 0)
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (CUDA toolkit) to compile the GPU crop kernel")
-def test_the_gpu_twin_of_warp_crops_compiles_with_nvcc(tmp_path):
-    """pycuda compiles this source at first use on the target; a typo must fail here, not on a Jetson."""
-    from edge.pipeline.gpu_crop import KERNEL
+ARCHS = ("sm_87", "sm_89")  # Jetson Orin, an Ada desktop GPU
+NO_COMPILER = ("no {} on this machine (nvcc: a CUDA toolkit in /usr/local/cuda* or CUDA_HOME; NVRTC: the toolkit's, "
+               "or pip's nvidia-cuda-nvrtc-cu12 in a venv's site-packages or on LD_LIBRARY_PATH)")
 
-    src = tmp_path / "warp.cu"
-    src.write_text(KERNEL)
-    done = subprocess.run(["nvcc", "--ptx", "-o", str(tmp_path / "warp.ptx"), str(src)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert ".entry warp_affine_normalize" in (tmp_path / "warp.ptx").read_text()  # extern "C": the name pycuda looks up
+
+def machine_compilers() -> Dict[str, kernels.Compiler]:
+    return {c.kind: c for c in kernels.find_compilers(SearchPath.from_environment(), [])}
+
+
+def cubin_sm(cubin: bytes) -> int:
+    """The SM a CUBIN is for: CUDA's ELF keeps it in e_flags, bits 0-7 up to ELF ABI 7 (CUDA 12), 8-15 from 8."""
+    assert cubin[:4] == kernels.ELF_MAGIC and cubin[7] in (0x33, 0x41)  # ELF, OS ABI CUDA (0x41 from CUDA 13)
+    flags = struct.unpack_from("<I", cubin, 48)[0]
+    return (flags >> 8) & 0xFF if cubin[8] >= 8 else flags & 0xFF
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("kind", ["nvrtc", "nvcc"])
+def test_the_gpu_twin_of_warp_crops_compiles_to_a_cubin_for_the_exact_sm(kind, arch):
+    """The kernel is compiled on the target at first use; a typo must fail here, not on a Jetson."""
+    compiler = machine_compilers().get(kind)
+    if compiler is None:
+        pytest.skip(NO_COMPILER.format(kind))
+    cubin = compiler.compile(KERNEL, arch)
+    assert cubin_sm(cubin) == int(arch[3:])  # SASS for this SM: no PTX for an older driver to choke on
+    assert b"warp_affine_normalize\0" in cubin  # extern "C": the unmangled name get_function looks up
+
+
+def test_a_compiled_kernel_is_cached_and_the_second_call_compiles_nothing(tmp_path, monkeypatch):
+    search = SearchPath.from_environment()
+    if not kernels.find_compilers(search, []):
+        pytest.skip(NO_COMPILER.format("CUDA compiler"))
+    compiled = []
+    for cls in (kernels.Nvrtc, kernels.Nvcc):
+        def counted(self, source, arch, _compile=cls.compile):
+            compiled.append(arch)
+            return _compile(self, source, arch)
+        monkeypatch.setattr(cls, "compile", counted)
+    first = compile_cubin(KERNEL, "sm_87", search, str(tmp_path))
+    (entry,) = tmp_path.iterdir()
+    assert re.fullmatch(r"[0-9a-f]{16}\.sm_87\.cubin", entry.name) and entry.read_bytes() == first
+    assert compile_cubin(KERNEL, "sm_87", search, str(tmp_path)) == first
+    assert compiled == ["sm_87"]  # the hit ran no compiler
+    compile_cubin(KERNEL, "sm_89", search, str(tmp_path))
+    compile_cubin(KERNEL + "// edited", "sm_87", search, str(tmp_path))
+    assert compiled == ["sm_87", "sm_89", "sm_87"] and len(list(tmp_path.iterdir())) == 3  # SM and source in the key
+    entry.write_bytes(b"half a file")  # a damaged entry is rebuilt, never handed to the driver
+    assert compile_cubin(KERNEL, "sm_87", search, str(tmp_path)) == first and len(compiled) == 4
+    assert entry.read_bytes() == first
+
+
+def test_an_unwritable_cache_compiles_in_memory_and_goes_on(tmp_path):
+    if not machine_compilers():
+        pytest.skip(NO_COMPILER.format("CUDA compiler"))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_bytes(b"")  # a file where the cache folder would go: fails even for root
+    assert cubin_sm(compile_cubin(KERNEL, "sm_87", cache_dir=str(blocker / "kernels"))) == 87
+
+
+def test_nvcc_off_the_path_is_found_under_cuda_home(tmp_path, monkeypatch):
+    """A stock JetPack: nvcc in /usr/local/cuda/bin, which is not on the PATH."""
+    found = [os.path.realpath(p) for p in SearchPath.from_environment().nvcc_paths()]
+    real = next((p for p in found if os.path.isfile(os.path.join(os.path.dirname(p), "nvcc.profile"))), None)
+    if real is None:
+        pytest.skip(NO_COMPILER.format("toolkit nvcc"))
+    home = tmp_path / "cuda"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "nvcc").symlink_to(real)  # run through the link, nvcc would find neither profile nor headers
+    dirs = os.environ["PATH"].split(os.pathsep)
+    monkeypatch.setenv("PATH", os.pathsep.join(d for d in dirs if not os.path.exists(os.path.join(d, "nvcc"))))  # gcc stays
+    monkeypatch.setenv("CUDA_HOME", str(home))
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.setattr(kernels, "SYSTEM_CUDA", str(tmp_path / "no-system-cuda"))
+    search = SearchPath.from_environment()
+    assert shutil.which("nvcc", path=search.path) is None
+    assert kernels.find_nvcc(search).path == str(home / "bin" / "nvcc")
+    only_nvcc = replace(search, nvrtc_names=(), site_dirs=())
+    assert cubin_sm(compile_cubin(KERNEL, "sm_87", only_nvcc, str(tmp_path / "cache"))) == 87
+
+
+def test_with_no_compiler_anywhere_the_error_is_one_line_that_names_the_fix(tmp_path):
+    empty = str(tmp_path / "empty")
+    os.mkdir(empty)
+    search = SearchPath(path=empty, cuda_homes=(empty,), site_dirs=(empty,),
+                        nvrtc_names=(os.path.join(empty, "libnvrtc.so"),))
+    with pytest.raises(EngineError) as err:
+        compile_cubin(KERNEL, "sm_87", search, str(tmp_path / "cache"))
+    message = str(err.value)
+    assert "\n" not in message
+    assert "install the CUDA toolkit's NVRTC" in message and "set CUDA_HOME" in message
+    for place in ("lib64", "targets/aarch64-linux/lib", "nvidia/cuda_nvrtc/lib", "bin"):  # says where it looked
+        assert os.path.join(empty, place) in message
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_syntax_error_gives_the_compiler_log_on_one_line(tmp_path):
+    if not machine_compilers():
+        pytest.skip(NO_COMPILER.format("CUDA compiler"))
+    broken = KERNEL.replace("const int plane = ", "const int plane = oops + ")
+    line = broken[:broken.index("oops")].count("\n") + 1
+    with pytest.raises(EngineError) as err:
+        compile_cubin(broken, "sm_87", cache_dir=str(tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and "could not compile the kernel for sm_87" in message
+    assert f"kernel.cu({line}): error" in message and "oops" in message
+    assert list(tmp_path.iterdir()) == []  # nothing cached
+
+
+def test_an_sm_no_compiler_knows_is_a_one_line_error(tmp_path):
+    if not machine_compilers():
+        pytest.skip(NO_COMPILER.format("CUDA compiler"))
+    with pytest.raises(EngineError) as err:
+        compile_cubin(KERNEL, "sm_999", cache_dir=str(tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and "cannot build for sm_999" in message
+    assert "install a CUDA toolkit or NVRTC that supports sm_999" in message
 
 
 def test_a_mirrored_box_cuts_the_same_window_flipped():

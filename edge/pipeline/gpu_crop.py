@@ -15,6 +15,7 @@ from edge.model.spec import ModelSpec
 from edge.pipeline.crop import CropBox, crop_matrix, invert_matrices
 from edge.runtime.buffers import ZERO_COPY, placement_for
 from edge.runtime.cuda import CudaContext
+from edge.runtime.kernels import load_kernel
 
 KERNEL = r"""
 extern "C" __global__ void warp_affine_normalize(
@@ -67,14 +68,13 @@ class GpuCropper:
     """
 
     def __init__(self, ctx: CudaContext, max_batch: int, placement: Optional[str] = None) -> None:
-        from pycuda.compiler import SourceModule  # nvcc at first use; JetPack ships it
-
         self.ctx = ctx
         self.cuda = ctx.cuda
+        self._kernel = load_kernel(ctx, KERNEL, "warp_affine_normalize")  # compiled once per machine, then cached
         with ctx.active():
-            self._kernel = SourceModule(KERNEL, no_extern_c=True).get_function("warp_affine_normalize")
             self._inv_host = self.cuda.pagelocked_empty((max_batch, 6), np.float32)
             self._inv_dev = self.cuda.mem_alloc(self._inv_host.nbytes)
+            self._uploaded = self.cuda.Event(self.cuda.event_flags.DISABLE_TIMING)  # events belong to a context
         self.placement = placement or placement_for(ctx.integrated)
         self._frame_shape: Tuple[int, ...] = ()
         self._frame_host: Any = None
@@ -84,11 +84,13 @@ class GpuCropper:
     def upload(self, frame_bgr: np.ndarray) -> None:
         """The frame's one trip to the GPU (none on Jetson: the buffer is mapped)."""
         with self.ctx.active():
+            self._uploaded.synchronize()  # the last frame's async copy may still read the pinned buffer
             if frame_bgr.shape != self._frame_shape:
                 self._allocate(frame_bgr.shape)
             np.copyto(self._frame_host, frame_bgr)
             if self.placement != ZERO_COPY:
                 self.cuda.memcpy_htod_async(self._frame_addr, self._frame_host, self.ctx.stream)
+                self._uploaded.record(self.ctx.stream)
 
     def warp(self, boxes: Sequence[CropBox], spec: ModelSpec, dst_address: int) -> np.ndarray:
         """Queue the crops of `boxes` into `dst_address` ([B,3,S,S] float32); returns the frame->crop matrices."""
@@ -125,3 +127,4 @@ class GpuCropper:
             self.ctx.stream.synchronize()
             self._free_frame()
             self._inv_dev.free()
+            self._uploaded = None  # destroyed while its context is current
