@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -492,6 +493,34 @@ def test_full_tensorrt_refuses_a_target_compute_capability():
                                        ("unknown", "unknown")])
 def test_library_tags_read_back(tag, text):
     assert compat.describe_library(tag) == text
+
+
+def test_without_a_progress_monitor_a_heartbeat_says_why():
+    out = io.StringIO()
+    trt = fake_trt(**JETPACK5)
+    finish = compat.attach_progress(trt, SimpleNamespace(), compat.features_of(trt),
+                                    compat.ProgressDisplay(out, heartbeat_s=0.01))
+    deadline = time.monotonic() + 5
+    while "[build]" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    finish()
+    assert out.getvalue().startswith("[build] building (TensorRT 8.5.2.2 has no progress monitor, which came in 9.0)")
+
+
+def test_one_logger_per_library_per_process():
+    trt = SimpleNamespace(__name__="tensorrt_rtx", Logger=lambda severity: object(),
+                          **{"Logger.WARNING": None})
+    trt.Logger.WARNING = "warning"  # type: ignore[attr-defined]
+    first = compat.logger_for(trt)
+    assert compat.logger_for(trt) is first
+
+
+def test_the_calibration_cache_is_named_per_library_version(clip_set):
+    from edge.build.trt_calibrator import calibration_cache_path
+
+    names = {Path(calibration_cache_path(clip_set, "atpn68", "a" * 64, tag)).name for tag in ("trt8.5.2.2", "trt8.6.2")}
+    assert len(names) == 2 and all(n.startswith("atpn68-aaaaaaaaaaaa-") and n.endswith(".calib.cache") for n in names)
+    assert any(".trt8.5.2.2." in n for n in names)
 
 
 def test_progress_display_shows_top_phases_only():
