@@ -507,14 +507,6 @@ def test_without_a_progress_monitor_a_heartbeat_says_why():
     assert out.getvalue().startswith("[build] building (TensorRT 8.5.2.2 has no progress monitor, which came in 9.0)")
 
 
-def test_one_logger_per_library_per_process():
-    trt = SimpleNamespace(__name__="tensorrt_rtx", Logger=lambda severity: object(),
-                          **{"Logger.WARNING": None})
-    trt.Logger.WARNING = "warning"  # type: ignore[attr-defined]
-    first = compat.logger_for(trt)
-    assert compat.logger_for(trt) is first
-
-
 def test_the_calibration_cache_is_named_per_library_version(clip_set):
     from edge.build.trt_calibrator import calibration_cache_path
 

@@ -180,3 +180,29 @@ def test_the_cli_says_which_library_built_the_engine(tmp_path):
     assert "any GPU of compute 8.6; reason: no engine yet" in done.stdout
     again = subprocess.run(args, capture_output=True, text=True, cwd=str(ROOT), timeout=300, env=env)
     assert again.returncode == 0 and "up to date" in again.stdout and again.stderr == ""
+
+
+def test_builds_and_engines_share_one_logger_per_process():
+    trt = compat.import_tensorrt()
+    logger = compat.logger_for(trt)
+    assert isinstance(logger, trt.ILogger) and compat.logger_for(trt) is logger
+
+
+def test_the_default_fp16_loop_asks_a_strongly_typed_library_for_fp32_with_a_note():
+    """The camera loop's default precision is fp16; TensorRT-RTX has no FP16 flag. Without a GPU the build
+    stops at the GPU query, which comes after the precision check: reaching it shows fp16 was not asked for."""
+    import ctypes.util
+
+    from edge.config import load_config
+    from edge.pipeline.app import engine_file
+
+    if ctypes.util.find_library("cuda"):
+        pytest.skip("a CUDA driver is installed here: the build would go on")
+    config = load_config(None).with_overrides({"runtime.backend": "tensorrt"})
+    assert config.runtime.precision == "fp16"
+    notes = []
+    with pytest.raises(EngineError, match="^no CUDA driver .* pass --compute-capability"):
+        engine_file(config, str(model_path("atpn68.onnx")), "1:4:4", notes.append)
+    assert notes == ["note: TensorRT-RTX " + compat.features_of(compat.import_tensorrt()).version + " is strongly "
+                     "typed (no FP16 flag): atpn68.onnx runs as FP32; for FP16 convert the ONNX to FP16 and point "
+                     "models.* at it"]
