@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 MODELS  := models
 
-.PHONY: demo test models bench lint compat clean help
+.PHONY: demo test models bench lint compat clean help gpu-check gpu-wheels
 
 help:
 	@echo "make demo   - set up, then run the camera loop on the CPU (camera if present, else the demo source)"
@@ -13,6 +13,8 @@ help:
 	@echo "make models - export ATPN to ONNX and fetch/convert the face detector into $(MODELS)/"
 	@echo "make bench  - CPU latency benchmarks (bench/)"
 	@echo "make compat - the runtime, pipeline and CLI tests as a Jetson runs them: Python 3.8 if installed, numpy 1.x, no torch"
+	@echo "make gpu-check  - on a CUDA machine: the GPU tests (pycuda; TensorRT ones skip without it) as a JSON report in out/"
+	@echo "make gpu-wheels - build pycuda for a lent GPU machine's Python 3.12 into out/gpu-wheels (see bench/gpu_check.py)"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
@@ -29,7 +31,8 @@ models: $(STAMP)
 # package and hide that TensorRT is missing. Its two syntax slips (a parameter named `in`, a required
 # parameter after defaults) are mended after install.
 TRT_MODULES := edge/build/trt_compat.py edge/build/builder.py edge/build/trt_calibrator.py edge/runtime/tensorrt.py \
-	edge/runtime/cuda.py edge/pipeline/app.py build_engine.py
+	edge/runtime/cuda.py edge/runtime/kernels.py edge/runtime/base.py edge/pipeline/gpu_crop.py \
+	edge/pipeline/gpu_pipeline.py edge/pipeline/app.py build_engine.py
 STUBS := $(VENV)/stubs/.installed
 $(STUBS): $(STAMP)
 	$(VPY) -m pip install -q --no-deps --target $(VENV)/stubs tensorrt-stubs==10.13.0.35.1
@@ -65,6 +68,12 @@ compat: models
 	$(COMPAT_VENV)/bin/python -m pip install -q -r requirements-jetson.txt
 	$(COMPAT_VENV)/bin/python --version
 	PYTHONPATH=. $(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
+
+gpu-check: models
+	$(VPY) bench/gpu_check.py
+
+gpu-wheels:
+	bash bench/gpu_wheels.sh
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) $(MODELS) out

@@ -5,7 +5,8 @@ The detector's letterbox and every ATPN crop are warped there by one kernel, str
 engines' input buffers; kernels and engines queue on the shared stream and the host waits once
 per engine call (on a frame that re-detects, the tracker needs the detections before it can place
 the crops, so such a frame waits twice). CUDA events time each engine on the GPU itself.
-Tracker, decoding and outputs are the CPU pipeline's own.
+Tracker, decoding and outputs are the CPU pipeline's own. Any engine with the device-side calls
+(`base.DeviceEngine`) will do: TensorRT's, or a test's stand-in on a GPU without TensorRT.
 """
 from __future__ import annotations
 
@@ -21,15 +22,18 @@ from edge.pipeline.detector import DetectorCascade, Detections, FaceDetector, le
 from edge.pipeline.gpu_crop import GpuCropper
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.tracker import Tracker
-from edge.runtime.tensorrt import TensorRTEngine
+from edge.runtime.base import DeviceEngine
+from edge.runtime.cuda import CudaContext
 from edge.types import Face
 
 
 class GpuTimer:
     """GPU milliseconds per engine call, from CUDA events on the loop's stream."""
 
-    def __init__(self, cuda: Any) -> None:
-        self._start, self._end = cuda.Event(), cuda.Event()
+    def __init__(self, ctx: CudaContext) -> None:
+        self._ctx = ctx
+        with ctx.active():  # a pycuda event belongs to the context current when it is made, and needs one
+            self._start, self._end = ctx.cuda.Event(), ctx.cuda.Event()
         self.ms: Dict[str, List[float]] = {}
 
     def begin(self, stream: Any) -> None:
@@ -42,15 +46,22 @@ class GpuTimer:
         """After the stream sync: the elapsed time between the two events."""
         self.ms.setdefault(name, []).append(self._end.time_since(self._start))
 
+    def close(self) -> None:
+        """Destroy the events while their context is current (once it is gone, pycuda can only warn)."""
+        with self._ctx.active():
+            self._start = self._end = None
+
 
 class GpuFacePipeline(FacePipeline):
     def __init__(self, detector: DetectorCascade, aligner: Aligner, tracker: Tracker, max_crops: int) -> None:
         super().__init__(detector, aligner, tracker)
-        self.det_engines = {id(d): _tensorrt(d.engine) for d in detector.detectors}
-        self.atpn_engine = _tensorrt(aligner.engine)
+        self.det_engines = {id(d): _on_device(d.engine) for d in detector.detectors}
+        self.atpn_engine = _on_device(aligner.engine)
         self.ctx = self.atpn_engine.cuda
-        self.cropper = GpuCropper(self.ctx, max_crops)
-        self.gpu = GpuTimer(self.ctx.cuda)
+        if any(e.cuda is not self.ctx for e in self.det_engines.values()):
+            raise ValueError("the GPU pipeline's engines must share one CUDA context (and so its one stream)")
+        self.cropper = GpuCropper(self.ctx, max_crops, self.atpn_engine.placement)  # as the engines: mapped on Jetson
+        self.gpu = GpuTimer(self.ctx)
 
     def process(self, image: np.ndarray) -> List[Face]:
         with self.timer.stage("capture"):  # the frame's upload is part of getting it
@@ -76,7 +87,7 @@ class GpuFacePipeline(FacePipeline):
             out = self._run(self.atpn_engine, len(net_boxes), "atpn")
             return self.aligner.decode_outputs(out, matrices, boxes)
 
-    def _run(self, engine: TensorRTEngine, batch: int, name: str) -> Dict[str, np.ndarray]:
+    def _run(self, engine: DeviceEngine, batch: int, name: str) -> Dict[str, np.ndarray]:
         stream = self.ctx.stream
         engine.set_batch(batch)
         self.gpu.begin(stream)
@@ -88,9 +99,10 @@ class GpuFacePipeline(FacePipeline):
 
     def close(self) -> None:
         self.cropper.close()
+        self.gpu.close()
 
 
-def _tensorrt(engine: object) -> TensorRTEngine:
-    if not isinstance(engine, TensorRTEngine):
-        raise TypeError(f"the GPU pipeline needs TensorRT engines, got {type(engine).__name__}")
+def _on_device(engine: object) -> DeviceEngine:
+    if not isinstance(engine, DeviceEngine):
+        raise TypeError(f"the GPU pipeline needs engines that run on the GPU (TensorRT), got {type(engine).__name__}")
     return engine

@@ -5,9 +5,12 @@ Backends know nothing about faces; the ATPN/detector contracts are checked by th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edge.runtime.cuda import CudaContext
 
 Shape = Tuple[Optional[int], ...]  # None marks a dynamic axis
 
@@ -48,3 +51,25 @@ class Engine:
         ins = ", ".join(t.describe() for t in self.inputs.values())
         outs = ", ".join(t.describe() for t in self.outputs.values())
         return f"{self.backend} {self.path}: in {ins}; out {outs}"
+
+
+@runtime_checkable
+class DeviceEngine(Protocol):
+    """What the GPU loop needs of an engine besides `Engine`: input buffers that its kernels fill in place on the
+    device, work queued on its one stream, outputs read after the sync. TensorRTEngine is one; tests put a
+    real-CUDA stand-in in its place on a GPU without TensorRT. `isinstance` checks the names, not signatures."""
+
+    cuda: CudaContext  # the context and stream its buffers and work belong to
+    placement: str  # buffers.ZERO_COPY (mapped host memory) or buffers.STAGED (device memory + copies)
+
+    def device_input(self, name: str) -> int:
+        """Device address of input `name`, for a kernel to write the next batch into."""
+
+    def set_batch(self, batch: int) -> None:
+        """How many rows the inputs hold this time."""
+
+    def enqueue(self) -> None:
+        """Queue the network (and any copies of its outputs to the host) on the stream, behind the kernels."""
+
+    def outputs_view(self) -> Dict[str, np.ndarray]:
+        """Host views of the last batch's outputs; valid once the stream is synchronized."""
