@@ -50,6 +50,7 @@ FACE_FULL_TFLITE = WheelMember("mediapipe", "0.10.21",
                                "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1")
 ASTRONAUT_PNG = WheelMember("scikit-image", "0.26.0", "skimage/data/astronaut.png",
                             "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5")
+PINNED = {m.filename: m for m in (FACE_SHORT_TFLITE, FACE_FULL_TFLITE, ASTRONAUT_PNG)}  # by name in the models folder
 
 
 def fetch(models_dir: Path, members: Sequence[WheelMember]) -> List[Path]:
@@ -90,6 +91,15 @@ def download_wheel(member: WheelMember, dest: Path) -> Path:
         reason = lines[-1] if lines else f"exit code {proc.returncode}"
         raise EdgeError(f"pip could not download {member.requirement} ({reason}); {fix}")
     return wheels[0]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_member(wheel: Path, member: WheelMember) -> bytes:

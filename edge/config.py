@@ -6,6 +6,7 @@ Relative model paths are taken from the project root, so the CLI works from any 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
@@ -16,7 +17,13 @@ from edge.runtime import BACKENDS
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "cpu.yaml"
 DISPLAY_MODES = ("auto", "on", "off")
+OTHER_TOOLS_SECTIONS = ("build",)  # build_engine.py reads it (edge/build/options.py): one file per device serves both
 T = TypeVar("T")
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def require(ok: bool, key: str, expected: str, value: object) -> None:
@@ -53,9 +60,9 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         require(self.backend in BACKENDS, "runtime.backend", f"one of {', '.join(BACKENDS)}", self.backend)
         require(self.precision in PRECISIONS, "runtime.precision", f"one of {', '.join(PRECISIONS)}", self.precision)
-        require(self.threads >= 0, "runtime.threads", ">= 0 (0 = all cores)", self.threads)
-        require(self.detector_threads >= 0, "runtime.detector_threads", ">= 0 (0 = all cores)",
-                 self.detector_threads)
+        for key in ("threads", "detector_threads"):  # more threads than cores only fight (32 on 2 cores: 10x slower)
+            value = getattr(self, key)
+            require(0 <= value <= cores(), f"runtime.{key}", f"0 to {cores()}, this machine's cores (0 = all)", value)
 
 
 @dataclass(frozen=True)
@@ -97,10 +104,21 @@ class TrackerConfig:
 class SourceConfig:
     input: str = "auto"  # a URI (see sources.USAGE); auto = camera 0 if it opens, else demo
     max_frames: int = 0  # 0 = until the source ends
+    # A live source (camera, RTSP/HTTP stream) that drops is reopened: sources.LiveOptions says how.
+    reconnect_s: float = 0.5  # first wait before reopening; doubles after each failed try
+    reconnect_max_s: float = 10.0  # longest wait between tries
+    give_up_s: float = 0.0  # exit 2 when not back after this long (0 = keep trying)
+    open_timeout_s: float = 10.0  # a stream that does not answer when opened
+    read_timeout_s: float = 5.0  # a stream silent this long counts as dropped
 
     def __post_init__(self) -> None:
         require(bool(self.input.strip()), "source.input", "a source URI", self.input)
         require(self.max_frames >= 0, "source.max_frames", ">= 0 (0 = no limit)", self.max_frames)
+        for key in ("reconnect_s", "open_timeout_s", "read_timeout_s"):
+            require(getattr(self, key) > 0, f"source.{key}", "> 0 seconds", getattr(self, key))
+        require(self.reconnect_max_s >= self.reconnect_s, "source.reconnect_max_s", ">= source.reconnect_s",
+                self.reconnect_max_s)
+        require(self.give_up_s >= 0, "source.give_up_s", ">= 0 seconds (0 = keep trying)", self.give_up_s)
 
 
 @dataclass(frozen=True)
@@ -140,7 +158,10 @@ _TYPES: Dict[str, Tuple[type, ...]] = {"str": (str,), "Optional[str]": (str, typ
 
 
 def config_from_dict(data: Any, where: str = "config") -> Config:
-    """Check every section, key and value; the first problem is a one-line ConfigError."""
+    """Check every section, key and value; the first problem is a one-line ConfigError. Another tool's
+    section (`build:`) is left to that tool."""
+    if isinstance(data, Mapping):
+        data = {name: value for name, value in data.items() if name not in OTHER_TOOLS_SECTIONS}
     return sections_from_dict(Config, data, where)
 
 

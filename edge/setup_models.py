@@ -1,21 +1,33 @@
 """`python -m edge.setup_models`: make everything the runtime loads, into a folder git ignores.
 
 - the ATPN ONNX files, exported from the shipped checkpoints (again when a checkpoint changes);
-- more steps (detector, demo image) register themselves in STEPS.
+- the BlazeFace detectors (MediaPipe's .tflite files, converted to ONNX) and the demo image.
+
+A file can break after it was made (a copy cut short, a full disk, a failing SD card), and a broken
+file must not pass for a cached one: every file a step makes is recorded with its size and SHA-256
+in `checksums.json` beside it, and one that no longer matches is removed and made again. A file
+without a record (made before the record existed, or put there by hand) is kept when it is sound:
+the pinned SHA-256 for files from wheels, a full parse for ONNX.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
-from edge.assets import fetch_astronaut
+from edge.assets import ASTRONAUT_PNG, PINNED, fetch_astronaut, sha256_file
 from edge.errors import EdgeError
-from edge.pipeline.blazeface_convert import face_detectors
+from edge.fileio import write_atomic
+from edge.pipeline.blazeface_convert import VARIANTS, face_detectors
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "models"
+CHECKSUMS = "checksums.json"  # {file name: {"bytes": size, "sha256": hex}} of what the steps made
+
+Record = Dict[str, Dict[str, object]]
 
 
 def atpn_onnx(models_dir: Path) -> str:
@@ -46,25 +58,88 @@ def _export_when_stale(weights: Path, out: Path) -> str:
     return f"{out} (exported, weights: {tag})"
 
 
-STEPS: List[Tuple[str, Callable[[Path], str]]] = [
-    ("ATPN", atpn_onnx),
-    ("ATPN, integral head", atpn_integral_onnx),
-    ("face detector", face_detectors),
-    ("demo image", lambda models_dir: str(fetch_astronaut(models_dir))),
+@dataclass(frozen=True)
+class Step:
+    name: str
+    files: Tuple[str, ...]  # what it makes in the models folder: checked before it runs, recorded after
+    make: Callable[[Path], str]
+
+
+STEPS: List[Step] = [
+    Step("ATPN", ("atpn68.onnx",), atpn_onnx),
+    Step("ATPN, integral head", ("atpn68_integral.onnx",), atpn_integral_onnx),
+    Step("face detector", tuple(v.tflite.filename for v in VARIANTS) + tuple(v.onnx_name for v in VARIANTS),
+         face_detectors),
+    Step("demo image", (ASTRONAUT_PNG.filename,), lambda models_dir: str(fetch_astronaut(models_dir))),
 ]
 
 
+def damage(path: Path, recorded: Optional[Dict[str, object]]) -> Optional[str]:
+    """Why the file at `path` cannot be kept, or None when it is sound (or absent: its step makes it)."""
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    if size == 0:
+        return "empty"
+    if recorded is not None:
+        if size != recorded["bytes"]:
+            return f"{size} bytes where {recorded['bytes']} were written"
+        return None if sha256_file(path) == recorded["sha256"] else "its SHA-256 is not the one recorded when it was made"
+    pinned = PINNED.get(path.name)
+    if pinned is not None:
+        return None if sha256_file(path) == pinned.sha256 else f"not the file pinned from {pinned.requirement}"
+    return _unreadable_onnx(path) if path.suffix == ".onnx" else None
+
+
+def _unreadable_onnx(path: Path) -> Optional[str]:
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load(str(path)))
+    except Exception as exc:  # protobuf's DecodeError, onnx's ValidationError and kin share no base class
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"not a readable ONNX model ({first})"
+    return None
+
+
+def read_checksums(models_dir: Path) -> Record:
+    """The record of what the steps made; a missing or unreadable one is empty (files are then checked by content)."""
+    try:
+        record = json.loads((models_dir / CHECKSUMS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def run_step(step: Step, models_dir: Path, record: Record, say: Callable[[str], None]) -> None:
+    """Remove what is damaged, run the step, record what it left."""
+    for name in step.files:
+        why = damage(models_dir / name, record.get(name))
+        if why is not None:
+            (models_dir / name).unlink()
+            say(f"{name} is damaged ({why}): removed, making it again")
+    say(step.make(models_dir))
+    for name in step.files:
+        path = models_dir / name
+        if path.is_file():
+            record[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        else:
+            record.pop(name, None)
+    write_atomic(str(models_dir / CHECKSUMS), json.dumps(record, indent=1, sort_keys=True).encode())
+
+
 def main(argv: Optional[list] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default=str(DEFAULT_DIR), help="where models go (default: %(default)s)")
     args = ap.parse_args(argv)
     models_dir = Path(args.dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    for name, step in STEPS:
+    record = read_checksums(models_dir)
+    for step in STEPS:
         try:
-            print(f"[models] {name}: {step(models_dir)}", flush=True)
+            run_step(step, models_dir, record, lambda line: print(f"[models] {step.name}: {line}", flush=True))
         except EdgeError as exc:
-            print(f"error: {name}: {exc}", file=sys.stderr)
+            print(f"error: {step.name}: {exc}", file=sys.stderr)
             return 2
     return 0
 

@@ -9,11 +9,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Frame:
-    """One image from a source: BGR uint8 HxWx3, its position in the stream and its time (ms)."""
+    """One image from a source: BGR uint8 HxWx3, its position in the stream and its time (ms).
+
+    `gap_s` > 0 on the first frame after a live source dropped and came back: the seconds without
+    frames before it, so the loop knows the scene may have changed and the output shows the hole."""
 
     image: np.ndarray
     index: int
     t_ms: float
+    gap_s: float = 0.0
 
 
 class TrackState(Enum):

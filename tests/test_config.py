@@ -8,7 +8,8 @@ import pytest
 from edge.config import Config, config_from_dict, load_config
 from edge.errors import ConfigError
 
-CONFIGS = [Path(__file__).resolve().parents[1] / "configs" / name
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [ROOT / "configs" / name
            for name in ("cpu.yaml", "cpu_accurate.yaml", "jetson_orin_nano.yaml", "jetson_xavier_nx.yaml")]
 
 
@@ -53,6 +54,9 @@ def test_valid(data, check):
     ({"output": {"display": "maybe"}}, ["output.display", "auto, on, off"]),
     ({"detector": {"score_threshold": 0}}, ["detector.score_threshold"]),
     ({"source": {"input": ""}}, ["source.input"]),
+    ({"source": {"reconnect_s": 0}}, ["source.reconnect_s", "> 0 seconds"]),
+    ({"source": {"reconnect_s": 5, "reconnect_max_s": 2}}, ["source.reconnect_max_s", ">= source.reconnect_s"]),
+    ({"source": {"give_up_s": -1}}, ["source.give_up_s", "0 = keep trying"]),
     ({"tracker": [1, 2]}, ["section 'tracker'"]),
     ([1, 2], ["mapping of sections"]),
 ])
@@ -88,3 +92,30 @@ def test_file_errors_name_the_file(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_threads_are_bounded_by_the_cores():
+    """More ONNX Runtime threads than cores only fight over them (32 on 2 cores: 10x slower, 1000 hung)."""
+    from edge.config import cores
+
+    assert config_from_dict({"runtime": {"threads": cores(), "detector_threads": cores()}}).runtime.threads == cores()
+    for key in ("threads", "detector_threads"):
+        with pytest.raises(ConfigError, match=f"runtime.{key} must be 0 to {cores()}, this machine's cores"):
+            config_from_dict({"runtime": {key: cores() + 1}})
+
+
+def test_the_build_engine_help_example_builds_the_loops_engine_from_the_same_file():
+    """`build_engine.py --help` shows `--config configs/jetson_orin_nano.yaml`: each device file's `build:`
+    section (left alone by run_camera.py) asks for the ATPN engine the loop builds from that file."""
+    import re
+
+    import build_engine
+    from edge.build.options import request_from
+
+    examples = re.findall(r"--config (configs/\S+\.yaml)", build_engine.__doc__ or "")
+    assert examples
+    for path in {ROOT / p for p in examples} | {p for p in CONFIGS if p.name.startswith("jetson")}:
+        config, request = load_config(str(path)), request_from(str(path), {})
+        crops = config.tracker.max_faces * (2 if config.runtime.mirror_average else 1)  # as app.open_pipeline asks
+        assert ROOT / request.onnx == Path(config.models.path("atpn"))
+        assert request.fp16 == (config.runtime.precision == "fp16") and request.batch == f"1:{crops}:{crops}"

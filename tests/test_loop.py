@@ -1,7 +1,9 @@
-"""The loop with the real engines (models from `make models`): outputs, JSON lines, crashes, bad models."""
+"""The loop with the real engines (models from `make models`): outputs, JSON lines, statistics, crashes, bad inputs."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from contextlib import ExitStack
 from typing import Iterator
 
@@ -11,13 +13,14 @@ import pytest
 
 from conftest import model_path
 from edge.config import Config
-from edge.errors import ModelError
+from edge.errors import ConfigError, ModelError, SourceError
 from edge.pipeline.app import open_pipeline
+from edge.pipeline.benchmark import benchmark, decode_frames
 from edge.pipeline.demo import render_demo_frame
 from edge.pipeline.loop import run_loop
 from edge.pipeline.outputs import JsonLinesWriter, Outputs
 from edge.pipeline.render import default_overlay
-from edge.pipeline.sources import MemorySource
+from edge.pipeline.sources import FolderSource, MemorySource
 from edge.pipeline.stats import STAGES, RunStats
 from edge.types import Face, Frame, TrackState
 
@@ -138,3 +141,74 @@ def test_many_real_faces_go_to_atpn_in_one_batch_of_at_most_max_faces(astronaut_
         pipeline.aligner.run_crops = lambda crops, *rest: batches.append(len(crops)) or run_crops(crops, *rest)
         faces = pipeline.process(mosaic)
     assert batches[0] == 3 * crops_per_face and 1 <= len(faces) <= 3
+
+
+def test_summary_fps_is_the_wall_rate_and_matches_the_json_lines(tmp_path, pipeline, demo_frames):
+    """The JSON writing counts in `output` and `total` (issue 16: the summary's FPS was 7 % above the wall rate)."""
+    frames = demo_frames * 4
+    stats = RunStats()
+    outputs = Outputs(None, json_path=str(tmp_path / "o.jsonl"))
+    start = time.perf_counter()
+    run_loop(MemorySource(frames), pipeline, outputs, stats)
+    wall = time.perf_counter() - start
+    outputs.close()
+    summary = stats.summary()
+    assert summary["fps"] == pytest.approx(len(frames) / wall, rel=0.01)
+    lines = read_lines(tmp_path / "o.jsonl")
+    assert summary["frames"] == len(lines) == len(frames)
+    net = [line["ms"]["align_net"] for line in lines if "align_net" in line["ms"]]
+    assert summary["stages_ms"]["align_net"]["n"] == len(net)
+    assert summary["stages_ms"]["align_net"]["p50"] == pytest.approx(np.percentile(net, 50), rel=0.01, abs=0.002)
+    assert summary["stages_ms"]["output"]["n"] == len(frames)  # the JSON line's own writing
+
+
+class CtrlCInTheJsonLine(Outputs):
+    """Ctrl-C lands while frame `at` is being written."""
+
+    def __init__(self, json_path: str, at: int) -> None:
+        super().__init__(None, json_path=json_path)
+        self.at = at
+
+    def record(self, frame: Frame, faces, stage_ms) -> None:
+        if frame.index == self.at:
+            raise KeyboardInterrupt
+        super().record(frame, faces, stage_ms)
+
+
+def test_after_ctrl_c_the_summary_counts_the_frames_the_json_holds(tmp_path, pipeline, demo_frames):
+    stats = RunStats()
+    outputs = CtrlCInTheJsonLine(str(tmp_path / "o.jsonl"), at=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(MemorySource(demo_frames), pipeline, outputs, stats)
+    outputs.close()
+    assert stats.frames == len(read_lines(tmp_path / "o.jsonl")) == 3
+
+
+@pytest.fixture()
+def undecodable_folder(tmp_path):
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / name).write_bytes(b"\xff\xd8 not an image")
+    return tmp_path
+
+
+def test_an_input_without_one_decodable_frame_is_a_one_line_source_error(undecodable_folder, pipeline):
+    message = f"{undecodable_folder}: no frame could be read (2 failed to decode)"
+    with pytest.raises(SourceError, match=re.escape(message)) as err:
+        run_loop(FolderSource(str(undecodable_folder)), pipeline, Outputs(None), RunStats())
+    assert "\n" not in str(err.value)
+    with pytest.raises(SourceError, match=re.escape(message)):
+        decode_frames(str(undecodable_folder))
+
+
+def test_benchmark_decoding_stops_at_its_memory_budget(hamilton_clip):
+    lines = []
+    images = decode_frames(str(hamilton_clip), budget_mb=20, log=lines.append)
+    assert len(images) == 20 * 2 ** 20 // (640 * 360 * 3) == 30
+    assert lines == ["benchmark: decoding stopped at the 20 MB memory budget: timing the first 30 of 275 frames"]
+    assert len(decode_frames(str(hamilton_clip), max_frames=12, budget_mb=20, log=lines.append)) == 12
+    assert len(lines) == 1
+
+
+def test_benchmark_needs_at_least_one_run(demo_frames):
+    with pytest.raises(ConfigError, match="benchmark runs must be at least 1, got 0"):
+        benchmark(demo_frames, CPU, 0)

@@ -11,7 +11,7 @@ import pytest
 from edge.errors import SourceError
 from edge.pipeline import camera
 from edge.pipeline.demo import DemoSource, render_demo_frame
-from edge.pipeline.sources import FolderSource, VideoFileSource, open_source
+from edge.pipeline.sources import FolderSource, LiveOptions, VideoFileSource, open_source
 
 
 def numbered(i: int, size=(48, 64)) -> np.ndarray:
@@ -36,6 +36,7 @@ def test_video_file_every_frame_in_order(tmp_path):
     assert [f.t_ms for f in frames] == pytest.approx([100.0 * i for i in range(12)])
     assert [int(round(f.image.mean() / 10)) for f in frames] == list(range(12))
     assert frames[0].image.shape == (48, 64, 3) and src.skipped == 0
+    assert not any(f.gap_s for f in frames)  # a file that ends, ends: no outage, nothing reopened
 
 
 def test_plain_path_is_a_video_file(tmp_path):
@@ -90,11 +91,17 @@ def test_csi_without_gstreamer_says_to_use_the_system_opencv(monkeypatch):
         open_source("csi://0")
 
 
-def test_undecodable_video_is_a_source_error(tmp_path):
-    bad = tmp_path / "broken.mp4"
-    bad.write_bytes(b"\x00" * 1000)
-    with pytest.raises(SourceError, match="cannot open video"):
+@pytest.mark.parametrize("content, reason", [
+    (b"", "the file is empty"),
+    (b"meeting notes, not a video\n" * 40, "not a video file"),
+    (b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 1000, "OpenCV has no decoder for its codec, or the file is damaged"),
+])
+def test_an_unreadable_video_says_what_is_wrong_with_it(tmp_path, content, reason):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(SourceError) as err:
         open_source(str(bad))
+    assert str(err.value).startswith(f"cannot open video {bad}: {reason}") and "\n" not in str(err.value)
 
 
 class FakeCapture:
@@ -118,11 +125,14 @@ class FakeCapture:
         pass
 
 
+FAST = LiveOptions(reconnect_s=0.001, reconnect_max_s=0.004, give_up_s=0.1)
+
+
 def test_live_source_keeps_only_the_newest_frame_then_reports_the_lost_camera():
-    captures = iter([FakeCapture(200)] + [FakeCapture(0, opens=False)] * 10)
-    src = camera.LiveSource("fake://cam", lambda: next(captures), retries=3, backoff_s=0.001)
+    captures = iter([FakeCapture(200)] + [FakeCapture(0, opens=False)] * 1000)
+    src = camera.LiveSource("fake://cam", lambda: next(captures), FAST)
     seen = []
-    with pytest.raises(SourceError, match="stopped delivering frames.*3 retries") as err:
+    with pytest.raises(SourceError, match="stopped delivering frames and did not come back within 0.1 s") as err:
         for frame in src:
             seen.append(int(frame.image[0, 0, 0]))
             time.sleep(0.01)  # a slow pipeline
@@ -137,16 +147,61 @@ def test_live_source_that_never_opens():
         camera.LiveSource("fake://cam", lambda: FakeCapture(0, opens=False))
 
 
-def test_live_source_reopens_a_camera_that_comes_back():
-    captures = iter([FakeCapture(5), FakeCapture(0, opens=False), FakeCapture(5)] + [FakeCapture(0, opens=False)] * 5)
-    src = camera.LiveSource("fake://cam", lambda: next(captures), retries=2, backoff_s=0.001)
-    seen = []
-    with pytest.raises(SourceError):
+def test_a_camera_that_comes_back_is_reopened_with_backoff_and_the_gap_logged_once():
+    captures = iter([FakeCapture(5), FakeCapture(0, opens=False), FakeCapture(0, opens=False),
+                     FakeCapture(0, opens=False), FakeCapture(5)] + [FakeCapture(0, opens=False)] * 1000)
+    opened_at = []
+
+    def reopen():
+        opened_at.append(time.monotonic())
+        return next(captures)
+
+    logged = []
+    src = camera.LiveSource("fake://cam", reopen, LiveOptions(reconnect_s=0.1, reconnect_max_s=0.2, give_up_s=1.0),
+                            log=logged.append)
+    frames = []
+    with pytest.raises(SourceError, match="within 1 s"):
         for frame in src:
-            seen.append(int(frame.image[0, 0, 0]))
+            frames.append(frame)
     src.close()
-    restarts = sum(b <= a for a, b in zip(seen, seen[1:]))
-    assert restarts == 1 and seen[-1] == 5  # frames from both openings, the second after one failed retry
+    waits = np.diff(opened_at[:5])  # first open -> three failed reopens -> the one that works
+    assert waits[0] >= 0.1 and waits[1] >= 0.2 and 0.2 <= waits[2] < 0.35 and waits[3] >= 0.2  # doubled, capped
+    assert [int(f.image[0, 0, 0]) for f in frames][-1] == 5
+    gaps = [i for i, f in enumerate(frames) if f.gap_s]
+    assert len(gaps) == 1 and frames[gaps[0]].gap_s >= 0.1 + 0.2 + 0.2 + 0.2  # one outage, on the first frame after
+    after, before = frames[gaps[0]], frames[gaps[0] - 1]
+    assert after.t_ms - before.t_ms >= 1000 * after.gap_s - 1  # frames are stamped when captured
+    assert [f.index for f in frames] == list(range(len(frames)))
+    # one line when lost and one when back for the first outage (four tries), one when lost for the last
+    lost = "input fake://cam lost; reopening it every 0.1 to 0.2 s for up to 1 s"
+    assert len(logged) == 3 and logged[0] == logged[2] == lost, logged
+    assert logged[1] == f"input fake://cam is back after {after.gap_s:.1f} s"
+
+
+def test_closing_during_an_outage_does_not_wait_for_the_backoff():
+    captures = iter([FakeCapture(1)] + [FakeCapture(0, opens=False)] * 10)
+    src = camera.LiveSource("fake://cam", lambda: next(captures), LiveOptions(reconnect_s=30.0))
+    frames = iter(src)
+    next(frames)
+    time.sleep(0.05)  # the reader has lost the camera and waits 30 s before reopening it
+    start = time.monotonic()
+    src.close()
+    assert time.monotonic() - start < 1.0 and not src._thread.is_alive()
+    assert next(frames, None) is None  # a closed source ends, it does not raise
+
+
+class ThrowingCapture(FakeCapture):
+    def read(self):
+        raise cv2.error("OpenCV(4.11.0) cap.cpp:1: error: (-2:Unspecified error)\n  in function 'read'\n")
+
+
+def test_a_capture_that_throws_ends_the_run_with_one_line():
+    src = camera.LiveSource("fake://cam", lambda: ThrowingCapture(0))
+    with pytest.raises(SourceError) as err:
+        next(iter(src))
+    src.close()
+    assert str(err.value) == ("camera fake://cam failed: OpenCV(4.11.0) cap.cpp:1: error: (-2:Unspecified error) "
+                              "in function 'read'")
 
 
 class HangingCapture(FakeCapture):
@@ -155,9 +210,9 @@ class HangingCapture(FakeCapture):
         return False, None
 
 
-def test_live_source_that_hangs_is_a_source_error():
-    src = camera.LiveSource("fake://cam", lambda: HangingCapture(0), retries=0, stall_s=0.1)
-    with pytest.raises(SourceError, match="no frame for"):
+def test_live_source_whose_read_hangs_is_a_source_error():
+    src = camera.LiveSource("fake://cam", lambda: HangingCapture(0), stall_s=0.1)
+    with pytest.raises(SourceError, match="no frame for 0.1 s"):
         next(iter(src))
     src.close()
 

@@ -1,8 +1,9 @@
 """`python -m edge.build.calibration --input VIDEO_OR_DIR --out calibration/atpn`: an INT8 calibration set.
 
-Runs our face detector over the user's own video or images and cuts every face exactly as the
-runtime does (`crop_for_detection` + `warp_crops`: same warp, same normalisation), so INT8
-calibration measures the activations inference will see. Crops are saved as .npy shards with a
+Runs the loop's detector cascade (short-range, then full-range when it finds nothing) over the
+user's own video or images and cuts every face exactly as the runtime does (`crop_for_detection` +
+`warp_crops`: same warp, same normalisation), so INT8 calibration measures the activations
+inference will see, distant faces included. Crops are saved as .npy shards with a
 manifest (see calibration_set.py); TensorRT's entropy calibrator, the CPU Q/DQ quantizer and the
 INT8 accuracy bench read that folder.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,20 +41,23 @@ def atpn_spec(onnx_path: str) -> ModelSpec:
         return spec_of(engine)
 
 
-def collect_crops(source_uri: str, detector_path: str, spec: ModelSpec, max_crops: int,
+def collect_crops(source_uri: str, detector_paths: Sequence[str], spec: ModelSpec, max_crops: int,
                   every: int) -> Tuple[np.ndarray, int, int]:
-    """Detected faces of every `every`-th frame, placed and warped as the tracker does; stops at max_crops."""
+    """Faces the detector cascade finds on every `every`-th frame, placed and warped as the tracker does;
+    stops at max_crops."""
     from tqdm import tqdm
 
     from edge.pipeline.crop import warp_crops
-    from edge.pipeline.detector import FaceDetector, crop_for_detection
+    from edge.pipeline.detector import DetectorCascade, FaceDetector, crop_for_detection
     from edge.pipeline.sources import open_source
     from edge.runtime.onnxrt import OnnxRuntimeEngine
 
     crops: List[np.ndarray] = []
     kept = frames = empty = 0
-    with OnnxRuntimeEngine(detector_path, threads=1) as engine, open_source(source_uri) as source:
-        detector = FaceDetector(engine)
+    with ExitStack() as stack:
+        detector = DetectorCascade([FaceDetector(stack.enter_context(OnnxRuntimeEngine(path, threads=1)))
+                                    for path in detector_paths])
+        source = stack.enter_context(open_source(source_uri))
         bar = tqdm(total=max_crops, desc="calibration crops", unit="crop", file=sys.stderr, leave=False,
                    disable=not sys.stderr.isatty())
         for frame in source:
@@ -79,13 +84,17 @@ def collect_crops(source_uri: str, detector_path: str, spec: ModelSpec, max_crop
 
 
 def make_calibration_set(source_uri: str, out: str, atpn_onnx: str, detector_path: str, max_crops: int = 500,
-                         every: int = 1) -> CropReport:
+                         every: int = 1, detector_far: str = "") -> CropReport:
+    """`detector_far` ("" = none) runs where `detector_path` finds nothing, as in the loop (the CLI passes
+    the run config's two models)."""
     if max_crops < 1 or every < 1:
         raise CalibrationError(f"--max-crops and --every must be >= 1, got {max_crops} and {every}")
     spec = atpn_spec(atpn_onnx)
-    crops, frames, empty = collect_crops(source_uri, detector_path, spec, max_crops, every)
+    detectors = [path for path in (detector_path, detector_far) if path]
+    crops, frames, empty = collect_crops(source_uri, detectors, spec, max_crops, every)
     manifest = {
-        "source": source_uri, "atpn_onnx": atpn_onnx, "detector": detector_path, "every": every, "spec": asdict(spec), "created_utc": utc_now(),
+        "source": source_uri, "atpn_onnx": atpn_onnx, "detector": detector_path, "detector_far": detector_far,
+        "every": every, "spec": asdict(spec), "created_utc": utc_now(),
     }
     shards = write_calibration_set(out, crops, manifest)
     return CropReport(len(crops), frames, empty, shards)
@@ -100,10 +109,14 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--max-crops", type=int, default=500, help="stop after this many face crops (default: %(default)s)")
     ap.add_argument("--every", type=int, default=1, help="use every N-th frame, for variety (default: %(default)s)")
     ap.add_argument("--onnx", default=models.path("atpn"), help="ATPN model the crops are cut for (default: %(default)s)")
-    ap.add_argument("--detector", default=models.path("detector"), help="face detector ONNX (default: %(default)s)")
+    ap.add_argument("--detector", default=models.path("detector"), help="face detector ONNX, tried first "
+                    "(default: %(default)s)")
+    ap.add_argument("--detector-far", default=models.path("detector_far"), help="detector for the frames the first "
+                    "finds nothing on, as in the loop; \"\" = none (default: %(default)s)")
     args = ap.parse_args(argv)
     try:
-        report = make_calibration_set(args.input, args.out, args.onnx, args.detector, args.max_crops, args.every)
+        report = make_calibration_set(args.input, args.out, args.onnx, args.detector, args.max_crops, args.every,
+                                      args.detector_far)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

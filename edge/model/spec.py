@@ -6,7 +6,7 @@ runtime backend, training and evaluation.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Dict, Tuple
 
 INPUT_NAME = "crop"
@@ -61,4 +61,20 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
-        return cls(**json.loads(text))
+        """The spec `to_json` wrote; anything else (not JSON, unknown keys, wrong types, bad values) is a
+        one-line ValueError, since a model file's metadata can be anything. Missing keys take the defaults
+        (files from before a field existed)."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object of {', '.join(f.name for f in fields(cls))}, got {text[:60]!r}")
+        known = {f.name: type(f.default) for f in fields(cls)}
+        for key, value in data.items():
+            if key not in known:
+                raise ValueError(f"unknown key {key!r}; known: {', '.join(known)}")
+            want = known[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float) if want is float else want):
+                raise ValueError(f"{key} must be {want.__name__}, got {value!r}")
+        return cls(**data)

@@ -28,7 +28,11 @@ def spec_of(engine: Engine) -> ModelSpec:
     if text is None:
         raise ModelError(f"{engine.path}: no '{METADATA_KEY}' metadata, so not an ATPN export; "
                          "export one with `python -m edge.model.export`")
-    spec = ModelSpec.from_json(text)
+    try:
+        spec = ModelSpec.from_json(text)
+    except ValueError as exc:
+        raise ModelError(f"{engine.path}: bad '{METADATA_KEY}' metadata ({exc}); re-export it with "
+                         "`python -m edge.model.export`") from exc
     expected = {INPUT_NAME: spec.input_shape(1)[1:], **{k: v[1:] for k, v in spec.output_shapes(1).items()}}
     found = {**engine.inputs, **engine.outputs}
     for name, dims in expected.items():

@@ -13,7 +13,7 @@ from edge.pipeline.detector import DetectorCascade, FaceDetector, crop_for_detec
 from edge.pipeline.loop import FacePipeline, run_loop
 from edge.pipeline.outputs import Outputs, open_window
 from edge.pipeline.render import default_overlay
-from edge.pipeline.sources import Source, open_source
+from edge.pipeline.sources import LiveOptions, Source, open_source
 from edge.pipeline.stats import RunStats
 from edge.pipeline.tracker import Tracker
 from edge.runtime import open_engine
@@ -67,21 +67,29 @@ def engine_file(config: Config, path: str, batch: str, log: Callable[[str], None
     return build_engine(BuildRequest(onnx=path, fp16=fp16, batch=batch)).engine_path
 
 
-def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda line: None) -> RunStats:
-    """The whole job; `stats` fills frame by frame, so it is complete up to a Ctrl-C or an error."""
+def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda line: None,
+        on_loop_end: Callable[[], None] = lambda: None) -> RunStats:
+    """The whole job; `stats` fills frame by frame, so it is complete up to a stop or an error.
+
+    The outputs open before the engines (a bad path fails before a TensorRT build, not after).
+    `on_loop_end` runs as the loop ends, however it ends, before anything closes: the CLI stops
+    turning signals into exceptions there, so the video is always finalised."""
     with ExitStack() as stack:
-        source = stack.enter_context(open_source(config.source.input))
+        src = config.source
+        live = LiveOptions(src.reconnect_s, src.reconnect_max_s, src.give_up_s, src.open_timeout_s, src.read_timeout_s)
+        source = stack.enter_context(open_source(src.input, live, log))
         log(f"input: {source.uri}" + (" (no camera found)" if config.source.input == "auto" and not source.live
                                        else ""))
-        pipeline = open_pipeline(config, stack, log)
         outputs = Outputs(default_overlay(lambda: stats.fps), config.output.save, config.output.json,
                           open_window(config.output.display), fps=getattr(source, "fps", 30.0))
         stack.callback(outputs.close)
+        pipeline = open_pipeline(config, stack, log)
         progress = _progress_bar(source, config, stack)
         try:
             run_loop(source, pipeline, outputs, stats, config.source.max_frames,
                      on_frame=(lambda frame, faces: progress.update(1)) if progress is not None else None)
         finally:
+            on_loop_end()
             stats.skipped = source.skipped
     return stats
 

@@ -177,7 +177,14 @@ def _check_contract(engine: Engine) -> Tuple[str, int]:
     if text is None:
         raise ModelError(f"{engine.path}: no '{METADATA_KEY}' metadata, so not a converted BlazeFace detector; "
                          "run `make models` and use models/blazeface_short.onnx or models/blazeface_full.onnx")
-    variant = json.loads(text).get("variant")
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{engine.path}: its '{METADATA_KEY}' metadata is not the JSON object the converter "
+                         "writes; run `make models` again")
+    variant = meta.get("variant")
     if variant not in VARIANT_OPTIONS:
         raise ModelError(f"{engine.path}: unknown BlazeFace variant {variant!r}; expected one of {sorted(VARIANT_OPTIONS)}")
     found = {**engine.inputs, **engine.outputs}

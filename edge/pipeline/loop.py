@@ -10,6 +10,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from edge.errors import SourceError
 from edge.pipeline.aligner import Aligner, Alignment
 from edge.pipeline.crop import CropBox, warp_crops
 from edge.pipeline.detector import Detections
@@ -50,7 +51,8 @@ class FacePipeline:
 def run_loop(source: Source, pipeline: FacePipeline, outputs: Outputs, stats: RunStats, max_frames: int = 0,
              on_frame: Optional[Callable[[Frame, List[Face]], None]] = None) -> RunStats:
     """Until the source ends, `max_frames` (0 = no limit) or the window is closed; `stats` fills as it goes,
-    so a caller that catches Ctrl-C still has everything up to the last finished frame."""
+    so a caller that catches Ctrl-C still has everything up to the last finished frame. A source without
+    a single frame raises SourceError."""
     timer = pipeline.timer
     frames = iter(source)
     while not max_frames or stats.frames < max_frames:
@@ -58,15 +60,27 @@ def run_loop(source: Source, pipeline: FacePipeline, outputs: Outputs, stats: Ru
         with timer.stage("capture"):
             frame = next(frames, None)
         if frame is None:
+            if not stats.frames:
+                raise no_frames_error(source)
             break
+        if frame.gap_s:  # the live source dropped and came back: the faces may have moved or gone
+            pipeline.tracker.reset()
         faces = pipeline.process(frame.image)
         keep_going = outputs.show(frame, faces, timer)
+        if outputs.json is not None:  # the line holds the times up to its own writing; the stats include it
+            with timer.stage("output"):
+                outputs.record(frame, faces, dict(timer.ms, total=1000.0 * (time.perf_counter() - start)))
         timer.add("total", 1000.0 * (time.perf_counter() - start))
-        frame_ms = timer.take()
-        stats.add(frame_ms, len(faces))
-        outputs.record(frame, faces, frame_ms)
+        stats.add(timer.take(), len(faces))  # after the JSON line: a Ctrl-C leaves both with the same frames
         if on_frame is not None:
             on_frame(frame, faces)
         if not keep_going:
             break
     return stats
+
+
+def no_frames_error(source: Source) -> SourceError:
+    """An input that yields nothing is an error (exit 2), not an empty success."""
+    failed = f" ({source.skipped} failed to decode)" if source.skipped else ""
+    return SourceError(f"{source.uri}: no frame could be read{failed}; check that it plays (e.g. ffplay) "
+                       "or convert it to H.264 .mp4")

@@ -1,14 +1,16 @@
 """Frame sources behind one factory, with jetson-inference style URIs (see USAGE).
 
-Files and folders are read in order, every frame; live cameras and streams are read in their own
-thread keeping only the newest frame (see camera.py). A frame that fails to decode is skipped and
-counted in `skipped`, never fatal.
+Files and folders are read in order, every frame, and end where they end; live cameras and streams
+are read in their own thread keeping only the newest frame, and reopened when they drop (see
+camera.py and LiveOptions). A frame that fails to decode is skipped and counted in `skipped`, never
+fatal.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -16,9 +18,9 @@ from edge.errors import SourceError
 from edge.types import Frame
 
 USAGE = """input URIs:
-  0, 1, ... | v4l2:///dev/video0     USB/V4L2 camera (read live, newest frame only)
-  csi://0                            Jetson CSI camera through GStreamer nvarguscamerasrc
-  rtsp://host/stream                 network stream (read live)
+  0, 1, ... | v4l2:///dev/video0     USB/V4L2 camera (read live, newest frame only; reopened if it drops)
+  csi://0                            Jetson CSI camera through GStreamer nvarguscamerasrc (same)
+  rtsp://[user:pass@]host/stream     network stream (same; the password is never printed)
   file://clip.mp4 | clip.mp4         video file, every frame in order
   path/to/folder                     folder of images, in sorted name order
   demo                               built-in moving sequence made from the astronaut photo
@@ -26,6 +28,23 @@ USAGE = """input URIs:
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_BAD_FRAMES_IN_A_ROW = 50  # a file this broken is not worth reading further
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How a live source rides out a lost camera or stream instead of ending the run.
+
+    A source that drops is reopened after `reconnect_s`, the wait doubling after each failed try up
+    to `reconnect_max_s`, for `give_up_s` at most (0 = as long as it takes: an edge box outlives
+    its network). Streams (RTSP, HTTP) also get FFmpeg timeouts, so a server that accepts but never
+    answers fails in `open_timeout_s` (OpenCV's default is 30 s) and one that goes silent mid-run
+    counts as dropped after `read_timeout_s`."""
+
+    reconnect_s: float = 0.5
+    reconnect_max_s: float = 10.0
+    give_up_s: float = 0.0
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
 
 
 class Source:
@@ -49,6 +68,27 @@ class Source:
         self.close()
 
 
+# The first bytes of the containers FFmpeg reads: MP4/MOV (ftyp/moov/mdat at offset 4), Matroska/WebM,
+# AVI (RIFF), FLV, MPEG-PS, MPEG-TS (sync byte G).
+_CONTAINER_MAGIC = ((4, (b"ftyp", b"moov", b"mdat", b"wide", b"free")), (0, (b"\x1aE\xdf\xa3", b"RIFF", b"FLV")),
+                    (0, (b"\x00\x00\x01\xba",)), (0, (b"G",)))
+
+
+def why_unreadable(path: str) -> str:
+    """What is wrong with a file OpenCV will not open, from its first bytes: a 'convert it' only helps
+    a real video whose codec OpenCV lacks."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        return f"{exc.strerror}; check its permissions"
+    if not head:
+        return "the file is empty; record or copy it again"
+    if not any(head[at:at + len(m)] == m for at, magics in _CONTAINER_MAGIC for m in magics):
+        return "not a video file (no known container header); pass a video, an image, a folder or a camera URI"
+    return "OpenCV has no decoder for its codec, or the file is damaged; convert it to H.264 .mp4 (e.g. ffmpeg -i IN OUT.mp4)"
+
+
 class VideoFileSource(Source):
     """A video file read in order; timestamps from the file's frame rate."""
 
@@ -60,7 +100,7 @@ class VideoFileSource(Source):
         self.uri = path
         self._cap = cv2.VideoCapture(path)
         if not self._cap.isOpened():
-            raise SourceError(f"cannot open video {path}: OpenCV has no decoder for it; convert it to H.264 .mp4")
+            raise SourceError(f"cannot open video {path}: {why_unreadable(path)}")
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.length = count if count > 0 else None
         self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
@@ -125,23 +165,25 @@ class MemorySource(Source):
             yield Frame(image, index, 1000.0 * index / self.fps)
 
 
-def open_source(uri: str) -> Source:
-    """The one factory: a URI (see USAGE) -> an opened Source, or a one-line SourceError."""
+def open_source(uri: str, live: LiveOptions = LiveOptions(),
+                log: Callable[[str], None] = lambda line: None) -> Source:
+    """The one factory: a URI (see USAGE) -> an opened Source, or a one-line SourceError. Live
+    sources follow `live` and `log` one line when they drop and one when they are back."""
     from edge.pipeline import camera
 
     text = uri.strip()
     if text == "auto":
-        return camera.first_camera_or_none() or open_source("demo")
+        return camera.first_camera_or_none(live, log) or open_source("demo")
     if text == "demo":
         from edge.pipeline.demo import DemoSource
 
         return DemoSource()
     if text.isdigit() or text.startswith("v4l2://") or text.startswith("/dev/video"):
-        return camera.open_v4l2(text)
+        return camera.open_v4l2(text, live, log)
     if text.startswith("csi://"):
-        return camera.open_csi(text)
+        return camera.open_csi(text, live, log)
     if text.startswith(("rtsp://", "rtsps://", "http://", "https://")):
-        return camera.open_stream(text)
+        return camera.StreamSource(text, live, log)
     path = text[len("file://"):] if text.startswith("file://") else text
     if os.path.isdir(path):
         return FolderSource(path)

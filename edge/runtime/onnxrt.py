@@ -1,8 +1,9 @@
 """ONNX Runtime backend: the embedded default (CPU)."""
 from __future__ import annotations
 
+import importlib.util
 import os
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -17,10 +18,7 @@ class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
     def __init__(self, path: str, threads: int = 0, providers: Optional[List[str]] = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise EngineError("onnxruntime is not installed: pip install onnxruntime") from exc
+        ort = import_onnxruntime()
         check_model_file(path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads  # 0 = ORT's choice (all cores)
@@ -30,8 +28,7 @@ class OnnxRuntimeEngine(Engine):
         try:
             self._session = ort.InferenceSession(path, opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types for unreadable/invalid graphs
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{path}: ONNX Runtime cannot load it ({first})") from exc
+            raise ModelError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from exc
         self.path = path
         self.inputs = {i.name: _spec(i) for i in self._session.get_inputs()}
         self.outputs = {o.name: _spec(o) for o in self._session.get_outputs()}
@@ -44,6 +41,29 @@ class OnnxRuntimeEngine(Engine):
             raise EngineError(f"{self.path}: missing inputs {sorted(missing)}; expected {sorted(self.inputs)}")
         results = self._session.run(self._output_names, dict(feed))
         return dict(zip(self._output_names, results))
+
+
+def import_onnxruntime() -> Any:
+    """The onnxruntime module, or a one-line EngineError that tells a missing package from a broken one.
+
+    An import interrupted by Ctrl-C comes back as ImportError (pybind11 wraps what module init raises),
+    so the interrupt it wraps is raised again rather than reported as a missing package."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            raise cause from None
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise EngineError("onnxruntime is not installed: pip install onnxruntime") from exc
+        raise EngineError(f"onnxruntime is installed but does not import ({first_line(exc)}); reinstall it: "
+                          "pip install --force-reinstall onnxruntime") from exc
+    return onnxruntime
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_model_file(path: str) -> None:
