@@ -135,9 +135,10 @@ def run_benchmark(config: Config, runs: int, report_path: str) -> int:
     if runs < 1:
         raise ConfigError(f"--benchmark RUNS must be >= 1, got {runs}")
     output_path(report_path, "--json")
-    images = decode_frames(config.source.input, config.source.max_frames)
+    say = partial(print, flush=True)
+    images = decode_frames(config.source.input, config.source.max_frames, log=say)
     print(f"benchmark: {len(images)} frames from {config.source.input} decoded; {runs} timed runs", flush=True)
-    report = benchmark(images, config, runs, log=lambda line: print(line, flush=True))
+    report = benchmark(images, config, runs, log=say)
     print(format_report(report))
     try:
         with open(report_path, "w") as f:

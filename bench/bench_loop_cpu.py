@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -36,9 +37,10 @@ TARGETS = {"fps": 300.0, "face_fraction": 0.95, "peak_rss_mb": 600.0}
 
 
 def time_ours(clip: Path, config_path: Optional[str], threads: Optional[int], runs: int) -> Dict[str, Any]:
-    images = decode_frames(str(clip))
+    say = partial(print, flush=True)
+    images = decode_frames(str(clip), log=say)
     config = load_config(config_path).with_overrides({"runtime.threads": threads})
-    return benchmark(images, config, runs, log=lambda line: print(line, flush=True))
+    return benchmark(images, config, runs, log=say)
 
 
 def time_peer(clip: Path, runs: int) -> Optional[Dict[str, Any]]:

@@ -22,7 +22,7 @@ from edge.pipeline.app import open_pipeline
 from edge.pipeline.loop import no_frames_error, run_loop
 from edge.pipeline.outputs import Outputs
 from edge.pipeline.sources import MemorySource, open_source
-from edge.pipeline.stats import LatencyHistogram, RunStats
+from edge.pipeline.stats import RunStats
 
 DECODE_BUDGET_MB = 1024  # at most this much decoded video (640x360: 0.7 MB a frame, 1080p: 6.2 MB) ...
 DECODE_SHARE_OF_FREE = 0.25  # ... and at most this share of the memory free when decoding starts
@@ -83,7 +83,7 @@ def benchmark(images: List[np.ndarray], config: Config, runs: int,
             summary = stats.summary()
             summary["wall_fps"] = len(images) / (time.perf_counter() - start)
             if gpu is not None:
-                summary["gpu_ms"] = {name: LatencyHistogram.of(ms).row() for name, ms in gpu.ms.items()}
+                summary["gpu_ms"] = {name: hist.row() for name, hist in gpu.ms.items()}
             results.append(summary)
             log(f"  run {k + 1}: {summary['wall_fps']:.1f} FPS, face on {summary['frames_with_face']}/{len(images)}, "
                 f"detector on {100 * float(summary['detector_fraction']):.1f} %")

@@ -21,6 +21,7 @@ from edge.pipeline.blazeface_convert import INPUT_NAME as DETECTOR_INPUT
 from edge.pipeline.detector import DetectorCascade, Detections, FaceDetector, letterbox
 from edge.pipeline.gpu_crop import GpuCropper
 from edge.pipeline.loop import FacePipeline
+from edge.pipeline.stats import LatencyHistogram
 from edge.pipeline.tracker import Tracker
 from edge.runtime.base import DeviceEngine
 from edge.runtime.cuda import CudaContext
@@ -34,7 +35,7 @@ class GpuTimer:
         self._ctx = ctx
         with ctx.active():  # a pycuda event belongs to the context current when it is made, and needs one
             self._start, self._end = ctx.cuda.Event(), ctx.cuda.Event()
-        self.ms: Dict[str, List[float]] = {}
+        self.ms: Dict[str, LatencyHistogram] = {}  # fixed size per engine, however long the loop runs
 
     def begin(self, stream: Any) -> None:
         self._start.record(stream)
@@ -44,7 +45,7 @@ class GpuTimer:
 
     def collect(self, name: str) -> None:
         """After the stream sync: the elapsed time between the two events."""
-        self.ms.setdefault(name, []).append(self._end.time_since(self._start))
+        self.ms.setdefault(name, LatencyHistogram()).add(self._end.time_since(self._start))
 
     def close(self) -> None:
         """Destroy the events while their context is current (once it is gone, pycuda can only warn)."""

@@ -28,7 +28,8 @@ class OnnxRuntimeEngine(Engine):
         try:
             self._session = ort.InferenceSession(path, opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types for unreadable/invalid graphs
-            raise ModelError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from exc
+            raise ModelError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)}); if `make models` made it, "
+                             "run it again (it rebuilds damaged files)") from exc
         self.path = path
         self.inputs = {i.name: _spec(i) for i in self._session.get_inputs()}
         self.outputs = {o.name: _spec(o) for o in self._session.get_outputs()}
@@ -72,7 +73,8 @@ def check_model_file(path: str) -> None:
         raise ModelError(f"{path}: model file not found; run `make models` (or pass the right path)")
     size = os.path.getsize(path)
     if size == 0:
-        raise ModelError(f"{path}: model file is empty; re-export it with `python -m edge.model.export --out {path}`")
+        raise ModelError(f"{path}: model file is empty; run `make models` (it rebuilds damaged files) or pass the "
+                         "right path")
 
 
 def _spec(node: object) -> TensorSpec:
