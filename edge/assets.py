@@ -93,15 +93,6 @@ def download_wheel(member: WheelMember, dest: Path) -> Path:
     return wheels[0]
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_member(wheel: Path, member: WheelMember) -> bytes:
     """The member's bytes, checked against the pinned SHA-256."""
     try:

@@ -1,10 +1,11 @@
 """Atomic file writes: a crash or Ctrl-C never leaves half a model, engine or sidecar behind."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Union
 
 
 def ensure_parent(path: str) -> str:
@@ -37,3 +38,12 @@ def write_atomic(path: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def file_sha256(path: Union[str, "os.PathLike[str]"]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB pieces (engines and models are checked against it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

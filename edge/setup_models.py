@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from edge.assets import ASTRONAUT_PNG, PINNED, fetch_astronaut, sha256_file
+from edge.assets import ASTRONAUT_PNG, PINNED, fetch_astronaut
 from edge.errors import EdgeError
-from edge.fileio import write_atomic
+from edge.fileio import file_sha256, write_atomic
 from edge.pipeline.blazeface_convert import VARIANTS, face_detectors
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -84,10 +84,10 @@ def damage(path: Path, recorded: Optional[Dict[str, object]]) -> Optional[str]:
     if recorded is not None:
         if size != recorded["bytes"]:
             return f"{size} bytes where {recorded['bytes']} were written"
-        return None if sha256_file(path) == recorded["sha256"] else "its SHA-256 is not the one recorded when it was made"
+        return None if file_sha256(path) == recorded["sha256"] else "its SHA-256 is not the one recorded when it was made"
     pinned = PINNED.get(path.name)
     if pinned is not None:
-        return None if sha256_file(path) == pinned.sha256 else f"not the file pinned from {pinned.requirement}"
+        return None if file_sha256(path) == pinned.sha256 else f"not the file pinned from {pinned.requirement}"
     return _unreadable_onnx(path) if path.suffix == ".onnx" else None
 
 
@@ -122,7 +122,7 @@ def run_step(step: Step, models_dir: Path, record: Record, say: Callable[[str], 
     for name in step.files:
         path = models_dir / name
         if path.is_file():
-            record[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            record[name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
         else:
             record.pop(name, None)
     write_atomic(str(models_dir / CHECKSUMS), json.dumps(record, indent=1, sort_keys=True).encode())

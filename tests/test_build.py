@@ -30,7 +30,8 @@ from edge.build.calibration_set import CalibrationSet, write_calibration_set
 from edge.build.gpu import GpuInfo
 from edge.build.options import BatchProfile, BuildRequest, profile_shapes, request_from
 from edge.build.quantize import QUANT_METADATA_KEY, float_nodes, quantize_qdq
-from edge.build.sidecar import CacheKey, Sidecar, check_engine, file_sha256, reusable, write_sidecar
+from edge.build.sidecar import CacheKey, Sidecar, check_engine, reusable, write_sidecar
+from edge.fileio import file_sha256
 from edge.errors import CalibrationError, ConfigError, EngineError, ModelError
 
 ORIN = GpuInfo("Orin", "8.7")

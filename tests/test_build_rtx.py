@@ -25,7 +25,8 @@ from edge.build.builder import BuildResult, build_engine
 from edge.build.gpu import GpuInfo
 from edge.build.options import BuildRequest
 from edge.build.quantize import LANDMARK_OUTPUT, quantize_qdq
-from edge.build.sidecar import check_engine, file_sha256
+from edge.build.sidecar import check_engine
+from edge.fileio import file_sha256
 from edge.errors import ConfigError, EngineError, ModelError
 
 pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed (`make test` installs tensorrt-rtx-cu12)")

@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from conftest import model_path
-from edge.assets import FACE_FULL_TFLITE, sha256_file
+from edge.assets import FACE_FULL_TFLITE
+from edge.fileio import file_sha256
 from edge.setup_models import CHECKSUMS, STEPS, damage, main
 
 FILES = [name for step in STEPS for name in step.files]
@@ -32,7 +33,7 @@ def test_sound_files_are_cached_and_recorded(models, capsys):
     record = json.loads((models / CHECKSUMS).read_text())
     assert set(record) == set(FILES)
     for name in FILES:
-        assert record[name] == {"bytes": (models / name).stat().st_size, "sha256": sha256_file(model_path(name))}
+        assert record[name] == {"bytes": (models / name).stat().st_size, "sha256": file_sha256(model_path(name))}
     stamps = {name: (models / name).stat().st_mtime_ns for name in FILES}
     assert "damaged" not in make_models(models, capsys)
     assert stamps == {name: (models / name).stat().st_mtime_ns for name in FILES}
@@ -57,7 +58,7 @@ def test_damaged_recorded_files_are_made_again(models, capsys, name, harm, reaso
         assert damage(models / name, None) is None  # a content check alone would keep it: the checksum finds it
     out = make_models(models, capsys)
     assert f"{name} is damaged ({reason}" in out and out.count("is damaged") == 1
-    assert sha256_file(models / name) == sha256_file(model_path(name))  # made again, the very same bytes
+    assert file_sha256(models / name) == file_sha256(model_path(name))  # made again, the very same bytes
 
 
 def test_unrecorded_files_are_checked_by_content(models, capsys):
@@ -65,7 +66,7 @@ def test_unrecorded_files_are_checked_by_content(models, capsys):
     (models / "blazeface_full.onnx").write_bytes(model_path("blazeface_full.onnx").read_bytes()[:300_000])
     out = make_models(models, capsys)
     assert "blazeface_full.onnx is damaged (not a readable ONNX model" in out
-    assert sha256_file(models / "blazeface_full.onnx") == sha256_file(model_path("blazeface_full.onnx"))
+    assert file_sha256(models / "blazeface_full.onnx") == file_sha256(model_path("blazeface_full.onnx"))
     tflite = models / FACE_FULL_TFLITE.filename
     assert damage(tflite, None) is None
     tflite.write_bytes(tflite.read_bytes()[:-1])

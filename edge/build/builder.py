@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from edge.build.calibration_set import CalibrationSet
 from edge.build.gpu import GpuInfo, query_gpu
 from edge.build.options import ENGINES_DIR, BuildRequest, ProfileShapes, Shape, profile_shapes, utc_now
-from edge.build.sidecar import CacheKey, Sidecar, file_sha256, read_sidecar, reusable, write_sidecar
+from edge.build.sidecar import CacheKey, Sidecar, read_sidecar, reusable, write_sidecar
 from edge.build import trt_compat as compat
 from edge.build.precision import Layer, float_layers
 from edge.build.quantize import LANDMARK_OUTPUT
 from edge.errors import EngineError, ModelError
-from edge.fileio import write_atomic
+from edge.fileio import file_sha256, write_atomic
 
 if TYPE_CHECKING:  # the tensorrt-stubs package: `make lint` checks our TensorRT calls against it
     import tensorrt

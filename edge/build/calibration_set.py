@@ -14,8 +14,9 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge.errors import CalibrationError, ModelError
+from edge.errors import CalibrationError
 from edge.model.spec import METADATA_KEY
+from edge.runtime.base import metadata_object
 
 MANIFEST = "manifest.json"
 SHARD_PATTERN = "crops_*.npy"
@@ -80,13 +81,8 @@ class CalibrationSet:
                 f"takes {dims}; {remake}")
         cut, expected = self.manifest.get("spec"), metadata.get(METADATA_KEY)
         if isinstance(cut, dict) and expected is not None:  # else crops made elsewhere, or not ATPN: shape only
-            try:
-                wanted = json.loads(expected)
-            except ValueError:
-                wanted = None
-            if not isinstance(wanted, dict):
-                raise ModelError(f"{model}: its '{METADATA_KEY}' metadata is not the JSON object our export writes; "
-                                 "re-export it with `python -m edge.model.export`")
+            wanted = metadata_object(model, METADATA_KEY, expected,
+                                     "our export writes; re-export it with `python -m edge.model.export`")
             differ = [f"{k} {cut.get(k)} (model: {wanted[k]})" for k in CROP_RECIPE
                       if k in wanted and cut.get(k) != wanted[k]]
             if differ:

@@ -6,7 +6,6 @@ deserialisation, and lets the builder skip a build whose result already exists (
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Dict, Optional
 from edge.build.gpu import GpuInfo
 from edge.build.trt_compat import describe_library
 from edge.build.options import BuildRequest, ProfileShapes
-from edge.fileio import write_atomic
+from edge.fileio import file_sha256, write_atomic
 from edge.errors import EngineError
 
 FORMAT = 2  # 2: `tensorrt` is the library tag (trt10.3.0.30, trtrtx1.7.1.116), the GPU may be 'any of a compute capability'
@@ -23,14 +22,6 @@ FORMAT = 2  # 2: `tensorrt` is the library tag (trt10.3.0.30, trtrtx1.7.1.116), 
 
 def sidecar_path(engine_path: str) -> str:
     return engine_path + ".json"
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

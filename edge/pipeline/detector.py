@@ -8,7 +8,6 @@ variant, and the variant fixes the anchors.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
@@ -19,7 +18,7 @@ from edge.errors import ModelError
 from edge.model.spec import ModelSpec
 from edge.pipeline.blazeface_convert import CLASSIFICATORS, INPUT_NAME, METADATA_KEY, REGRESSORS
 from edge.pipeline.crop import CropBox, landmarks_to_frame, warp_crops
-from edge.runtime.base import Engine
+from edge.runtime.base import Engine, metadata_object
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
 RIGHT_EYE, LEFT_EYE, RIGHT_EAR, LEFT_EAR = 0, 1, 4, 5  # the subject's right is the image's left
@@ -177,14 +176,8 @@ def _check_contract(engine: Engine) -> Tuple[str, int]:
     if text is None:
         raise ModelError(f"{engine.path}: no '{METADATA_KEY}' metadata, so not a converted BlazeFace detector; "
                          "run `make models` and use models/blazeface_short.onnx or models/blazeface_full.onnx")
-    try:
-        meta = json.loads(text)
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{engine.path}: its '{METADATA_KEY}' metadata is not the JSON object the converter "
-                         "writes; run `make models` again")
-    variant = meta.get("variant")
+    variant = metadata_object(engine.path, METADATA_KEY, text, "the converter writes; run `make models` again").get(
+        "variant")
     if variant not in VARIANT_OPTIONS:
         raise ModelError(f"{engine.path}: unknown BlazeFace variant {variant!r}; expected one of {sorted(VARIANT_OPTIONS)}")
     found = {**engine.inputs, **engine.outputs}

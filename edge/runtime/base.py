@@ -4,15 +4,30 @@ Backends know nothing about faces; the ATPN/detector contracts are checked by th
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Mapping, Optional, Protocol, Tuple, runtime_checkable
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
+
+from edge.errors import ModelError
 
 if TYPE_CHECKING:
     from edge.runtime.cuda import CudaContext
 
 Shape = Tuple[Optional[int], ...]  # None marks a dynamic axis
+
+
+def metadata_object(model: str, key: str, text: str, fix: str) -> Dict[str, Any]:
+    """The JSON object a model file keeps under metadata `key`; a one-line ModelError ending in `fix` when
+    it is anything else (a model file's metadata can hold any string)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ModelError(f"{model}: its '{key}' metadata is not the JSON object {fix}")
+    return data
 
 
 @dataclass(frozen=True)
