@@ -194,7 +194,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = stack.enter_context(open(args.out, "w")) if args.out else None
         try:
             config = load_config(args.config).with_overrides({"runtime.threads": args.threads})
-            pipeline = open_pipeline(config, stack)
+            pipeline = open_pipeline(config, stack, live_source=args.fps > 0)  # paced: as a camera runs
             source = LoopedClip(args.clip, time.monotonic() + 60.0 * args.minutes, args.fps)
             outputs = Outputs(default_overlay(lambda: stats.fps), json_path=os.devnull)
             stack.callback(outputs.close)

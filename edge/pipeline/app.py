@@ -19,21 +19,24 @@ from edge.pipeline.tracker import Tracker
 from edge.runtime import open_engine
 
 
-def open_pipeline(config: Config, stack: ExitStack, log: Callable[[str], None] = lambda line: None) -> FacePipeline:
+def open_pipeline(config: Config, stack: ExitStack, log: Callable[[str], None] = lambda line: None,
+                  live_source: bool = False) -> FacePipeline:
     """Both engines on the configured backend (closed with `stack`), wired into one pipeline.
 
     TensorRT runs the GPU pipeline (pre-processing on the device, one stream); its engines come
-    from the configured ONNX files, built on first use and cached, like jetson-inference."""
+    from the configured ONNX files, built on first use and cached, like jetson-inference. A live
+    source paces the loop, so by default ONNX Runtime's threads sleep between frames (runtime.spin)."""
     runtime = config.runtime
+    spin = runtime.spins(live_source)
     max_crops = config.tracker.max_faces * (2 if runtime.mirror_average else 1)  # ATPN's largest batch
     detectors = []
     for path in config.models.detector_paths():
         engine = stack.enter_context(open_engine(engine_file(config, path, "1", log), runtime.backend,
-                                                 runtime.detector_threads))
+                                                 runtime.detector_threads, spin))
         detectors.append(FaceDetector(engine, score_threshold=config.detector.score_threshold))
     atpn_engine = stack.enter_context(open_engine(engine_file(config, config.models.path("atpn"),
                                                               f"1:{max_crops}:{max_crops}", log),
-                                                  runtime.backend, runtime.threads))
+                                                  runtime.backend, runtime.threads, spin))
     aligner = Aligner(atpn_engine, mirror_average=runtime.mirror_average)
     detector = DetectorCascade(detectors)
     scale = aligner.spec.crop_scale
@@ -83,7 +86,7 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
         outputs = Outputs(default_overlay(lambda: stats.fps), config.output.save, config.output.json,
                           open_window(config.output.display), fps=getattr(source, "fps", 30.0))
         stack.callback(outputs.close)
-        pipeline = open_pipeline(config, stack, log)
+        pipeline = open_pipeline(config, stack, log, live_source=source.live)
         progress = _progress_bar(source, config, stack)
         try:
             run_loop(source, pipeline, outputs, stats, config.source.max_frames,

@@ -7,12 +7,13 @@ from edge.runtime.base import Engine, TensorSpec
 BACKENDS = ("onnxruntime", "tensorrt")
 
 
-def open_engine(path: str, backend: str = "onnxruntime", threads: int = 0) -> Engine:
-    """Open `path` with `backend`; the heavy imports happen only for the backend asked for."""
+def open_engine(path: str, backend: str = "onnxruntime", threads: int = 0, spin: bool = True) -> Engine:
+    """Open `path` with `backend`; the heavy imports happen only for the backend asked for. `threads` and
+    `spin` (idle CPU threads busy-wait) are ONNX Runtime's."""
     if backend == "onnxruntime":
         from edge.runtime.onnxrt import OnnxRuntimeEngine
 
-        return OnnxRuntimeEngine(path, threads=threads)
+        return OnnxRuntimeEngine(path, threads=threads, spin=spin)
     if backend == "tensorrt":
         try:
             from edge.runtime.tensorrt import TensorRTEngine
