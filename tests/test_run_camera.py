@@ -90,3 +90,10 @@ def test_benchmark_times_decoded_frames_and_writes_a_report(tmp_path):
     assert "FPS end-to-end after decode" in out.stdout and "align_net" in out.stdout
     data = json.loads(report.read_text())
     assert data["frames"] == 12 and len(data["fps_runs"]) == 2 and data["median_run"]["frames"] == 12
+
+
+def test_a_quiet_demo_run_prints_nothing_at_all():
+    """Not even libpng's warning about the demo photo's colour profile (its iCCP chunk is left out)."""
+    model_path("atpn68.onnx")
+    result = run_cli("--input", "demo", "--display", "off", "--max-frames", "3", "--quiet")
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == ""

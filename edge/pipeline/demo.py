@@ -73,7 +73,19 @@ def load_astronaut() -> np.ndarray:
     from edge.setup_models import DEFAULT_DIR
 
     path = fetch_astronaut(DEFAULT_DIR)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    png = without_chunk(path.read_bytes(), b"iCCP")  # its colour profile makes libpng warn on every run
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise SourceError(f"cannot decode {path}; delete it and run `make models` to fetch it again")
     return image
+
+
+def without_chunk(png: bytes, kind: bytes) -> bytes:
+    """A PNG's bytes with every chunk of `kind` left out (chunks: 4-byte length, type, data, CRC)."""
+    out, at = [png[:8]], 8
+    while at + 8 <= len(png):
+        end = at + 12 + int.from_bytes(png[at:at + 4], "big")
+        if png[at + 4:at + 8] != kind:
+            out.append(png[at:end])
+        at = end
+    return b"".join(out)
