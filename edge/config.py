@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from edge.errors import ConfigError
+from edge.pipeline.sources import LiveOptions
 from edge.runtime import BACKENDS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -113,11 +114,14 @@ class SourceConfig:
     input: str = "auto"  # a URI (see sources.USAGE); auto = camera 0 if it opens, else demo
     max_frames: int = 0  # 0 = until the source ends
     # A live source (camera, RTSP/HTTP stream) that drops is reopened: sources.LiveOptions says how.
-    reconnect_s: float = 0.5  # first wait before reopening; doubles after each failed try
-    reconnect_max_s: float = 10.0  # longest wait between tries
-    give_up_s: float = 0.0  # exit 2 when not back after this long (0 = keep trying)
-    open_timeout_s: float = 10.0  # a stream that does not answer when opened
-    read_timeout_s: float = 5.0  # a stream silent this long counts as dropped
+    reconnect_s: float = LiveOptions.reconnect_s  # first wait before reopening; doubles after each failed try
+    reconnect_max_s: float = LiveOptions.reconnect_max_s  # longest wait between tries
+    give_up_s: float = LiveOptions.give_up_s  # exit 2 when not back after this long (0 = keep trying)
+    open_timeout_s: float = LiveOptions.open_timeout_s  # a stream that does not answer when opened
+    read_timeout_s: float = LiveOptions.read_timeout_s  # a stream silent this long counts as dropped
+
+    def live(self) -> LiveOptions:
+        return LiveOptions(**{f.name: getattr(self, f.name) for f in fields(LiveOptions)})
 
     def __post_init__(self) -> None:
         require(bool(self.input.strip()), "source.input", "a source URI", self.input)

@@ -13,7 +13,7 @@ from edge.pipeline.detector import DetectorCascade, FaceDetector, crop_for_detec
 from edge.pipeline.loop import FacePipeline, run_loop
 from edge.pipeline.outputs import Outputs, open_window
 from edge.pipeline.render import default_overlay
-from edge.pipeline.sources import LiveOptions, Source, open_source
+from edge.pipeline.sources import Source, open_source
 from edge.pipeline.stats import RunStats
 from edge.pipeline.tracker import Tracker
 from edge.runtime import open_engine
@@ -78,9 +78,7 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
     `on_loop_end` runs as the loop ends, however it ends, before anything closes: the CLI stops
     turning signals into exceptions there, so the video is always finalised."""
     with ExitStack() as stack:
-        src = config.source
-        live = LiveOptions(src.reconnect_s, src.reconnect_max_s, src.give_up_s, src.open_timeout_s, src.read_timeout_s)
-        source = stack.enter_context(open_source(src.input, live, log))
+        source = stack.enter_context(open_source(config.source.input, config.source.live(), log))
         log(f"input: {source.uri}" + (" (no camera found)" if config.source.input == "auto" and not source.live
                                        else ""))
         outputs = Outputs(default_overlay(lambda: stats.fps), config.output.save, config.output.json,

@@ -122,7 +122,7 @@ class VideoSaver:
             if not self._writer.isOpened():
                 raise ConfigError(f"--save {self.path}: OpenCV cannot write an mp4v video named like this; "
                                   "use a .mp4 path")
-        self._writer.write(letterbox(image, self._size))
+        self._writer.write(fit_into(image, self._size))
         self.frames += 1
 
     def _check_room(self, needed: int) -> None:
@@ -164,8 +164,9 @@ def video_size(shape: Tuple[int, ...]) -> Tuple[int, int]:
     return width, height
 
 
-def letterbox(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """`image` scaled to fit `size` (width, height), centred on black; unchanged when it has that size."""
+def fit_into(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit `size` (width, height), centred on black (letterboxed); unchanged when it has that
+    size. (detector.letterbox is the detector's input crop, an affine box, not a picture.)"""
     import cv2
 
     h, w = image.shape[:2]
