@@ -30,9 +30,9 @@ models: $(STAMP)
 # which lives apart in .venv/stubs: in site-packages its bare `tensorrt/` folder would import as an empty
 # package and hide that TensorRT is missing. Its two syntax slips (a parameter named `in`, a required
 # parameter after defaults) are mended after install.
-TRT_MODULES := edge/build/trt_compat.py edge/build/builder.py edge/build/trt_calibrator.py edge/runtime/tensorrt.py \
+TRT_MODULES := edge/runtime/trt_compat.py edge/compile/builder.py edge/compile/trt_calibrator.py edge/runtime/tensorrt.py \
 	edge/runtime/cuda.py edge/runtime/kernels.py edge/runtime/base.py edge/pipeline/gpu_crop.py \
-	edge/pipeline/gpu_pipeline.py edge/pipeline/app.py build_engine.py
+	edge/pipeline/gpu_loop.py edge/app/run.py build_engine.py
 STUBS := $(VENV)/stubs/.installed
 $(STUBS): $(STAMP)
 	$(VPY) -m pip install -q --no-deps --target $(VENV)/stubs tensorrt-stubs==10.13.0.35.1

@@ -19,9 +19,9 @@ import os
 import sys
 from typing import List, Optional
 
-from edge.build.builder import build_engine
-from edge.build.options import request_from
-from edge.build.trt_compat import describe_library
+from edge.compile.builder import build_engine
+from edge.runtime.engine_request import request_from
+from edge.runtime.trt_compat import describe_library
 from edge.errors import EdgeError
 
 
@@ -30,8 +30,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--onnx", help="ONNX model to build")
     ap.add_argument("--fp16", action="store_true", help="allow FP16 kernels (TensorRT < 11)")
     ap.add_argument("--int8", action="store_true", help="INT8: with --calib DIR (calibrated) or --qdq (Q/DQ model)")
-    ap.add_argument("--calib", metavar="DIR", help="calibration set from `python -m edge.build.calibration`")
-    ap.add_argument("--qdq", action="store_true", help="the ONNX holds Q/DQ nodes (from `python -m edge.build.quantize`)")
+    ap.add_argument("--calib", metavar="DIR", help="calibration set from `python -m edge.pipeline.calibration`")
+    ap.add_argument("--qdq", action="store_true", help="the ONNX holds Q/DQ nodes (from `python -m edge.compile.quantize`)")
     ap.add_argument("--batch", metavar="MIN:OPT:MAX", help="faces per call for dynamic inputs (default: 1:4:8)")
     ap.add_argument("--workspace", type=int, metavar="MiB", help="builder scratch memory cap (default: TensorRT's)")
     ap.add_argument("--timing-cache", metavar="FILE", help="timing cache to reuse and update "

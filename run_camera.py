@@ -60,7 +60,7 @@ class StopSignals:
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     from edge.config import DISPLAY_MODES, PRECISIONS
-    from edge.pipeline.sources import USAGE
+    from edge.io.sources import USAGE
     from edge.runtime import BACKENDS
 
     ap = argparse.ArgumentParser(description=__doc__, epilog=USAGE, formatter_class=argparse.RawTextHelpFormatter)
@@ -106,7 +106,7 @@ def run_until_done_or_stopped(argv: Optional[List[str]], stops: StopSignals) -> 
         if not args.quiet:
             say = partial(print, file=sys.stderr)
         from edge.config import load_config
-        from edge.pipeline import app
+        from edge.app import run as app
         from edge.pipeline.stats import RunStats
 
         stats = RunStats()
@@ -129,8 +129,8 @@ def run_until_done_or_stopped(argv: Optional[List[str]], stops: StopSignals) -> 
 def run_benchmark(config: Config, runs: int, report_path: str) -> int:
     """trtexec-style timing of the whole loop on the configured input; the JSON report goes to `report_path`,
     checked before the timing starts."""
-    from edge.pipeline.benchmark import benchmark, decode_frames, format_report
-    from edge.pipeline.outputs import output_path
+    from edge.app.benchmark import benchmark, decode_frames, format_report
+    from edge.io.sinks import output_path
 
     if runs < 1:
         raise ConfigError(f"--benchmark RUNS must be >= 1, got {runs}")

@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edge.build.gpu import query_gpu  # noqa: E402
+from edge.runtime.gpu import query_gpu  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 from edge.model.spec import ModelSpec  # noqa: E402
-from edge.pipeline.crop import CropBox, warp_crops  # noqa: E402
-from edge.pipeline.detector import detector_pixels, letterbox  # noqa: E402
+from edge.model.crop import CropBox, warp_crops  # noqa: E402
+from edge.detectors.blazeface import detector_pixels, letterbox  # noqa: E402
 from edge.pipeline.gpu_crop import GpuCropper  # noqa: E402
 from edge.runtime.cuda import shared_context  # noqa: E402
 

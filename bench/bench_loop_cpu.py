@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from edge.config import load_config  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
-from edge.pipeline.benchmark import benchmark, decode_frames, format_report  # noqa: E402
+from edge.app.benchmark import benchmark, decode_frames, format_report  # noqa: E402
 
 CLIP = ROOT.parent / "shared" / "data" / "clips" / "hamilton_640x360.mp4"
 PEER = ROOT.parent / "shared" / "peers" / "bench_mediapipe.py"

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from edge.build.gpu import query_gpu  # noqa: E402
+from edge.runtime.gpu import query_gpu  # noqa: E402
 from edge.errors import EngineError  # noqa: E402
 
 MODULES = ("pycuda.driver", "tensorrt", "tensorrt_rtx", "onnxruntime", "numpy", "cv2")

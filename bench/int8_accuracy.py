@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """What INT8 costs ATPN: Q/DQ models against FP32, with ONNX Runtime on the CPU, on held-out crops.
 
-  python -m edge.build.calibration --input CLIP_OR_IMAGES --out calibration/atpn          # quantization set
-  python -m edge.build.calibration --input /work/shared/data/helen/test --out cache/helen_test  # held out
+  python -m edge.pipeline.calibration --input CLIP_OR_IMAGES --out calibration/atpn          # quantization set
+  python -m edge.pipeline.calibration --input /work/shared/data/helen/test --out cache/helen_test  # held out
   python bench/int8_accuracy.py --calib calibration/atpn --held-out cache/helen_test
 
 Quantizes the model each way (all INT8, or the heatmap renderer and the heads it feeds kept in
@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from edge.build.accuracy import compare_outputs, run_onnx  # noqa: E402
-from edge.build.calibration_set import CalibrationSet  # noqa: E402
-from edge.build.quantize import KEEP_FLOAT, METHODS, quantize_qdq  # noqa: E402
+from edge.compile.accuracy import compare_outputs, run_onnx  # noqa: E402
+from edge.pipeline.calibration_set import CalibrationSet  # noqa: E402
+from edge.compile.quantize import KEEP_FLOAT, METHODS, quantize_qdq  # noqa: E402
 from edge.errors import EdgeError, ModelError  # noqa: E402
 from edge.model.spec import METADATA_KEY, ModelSpec  # noqa: E402
 
@@ -80,7 +80,7 @@ def variants(args: argparse.Namespace) -> Dict[str, str]:
 
 def checked_spec(onnx_path: str, held: CalibrationSet) -> ModelSpec:
     """The ATPN export's spec, once the held-out crops are known to be cut the way it cuts them."""
-    from edge.build.builder import inspect_onnx
+    from edge.compile.builder import inspect_onnx
 
     info = inspect_onnx(onnx_path)
     if METADATA_KEY not in info.metadata:

@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from edge.config import load_config  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
-from edge.pipeline.app import open_pipeline  # noqa: E402
+from edge.app.run import open_pipeline  # noqa: E402
 from edge.pipeline.loop import run_loop  # noqa: E402
-from edge.pipeline.outputs import Outputs  # noqa: E402
+from edge.io.sinks import Outputs  # noqa: E402
 from edge.pipeline.render import default_overlay  # noqa: E402
-from edge.pipeline.sources import Source, VideoFileSource  # noqa: E402
+from edge.io.sources import Source, VideoFileSource  # noqa: E402
 from edge.pipeline.stats import RunStats  # noqa: E402
 from edge.types import Frame  # noqa: E402
 

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from edge.errors import ConfigError
-from edge.pipeline.sources import LiveOptions
+from edge.io.sources import LiveOptions
 from edge.runtime import BACKENDS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "cpu.yaml"
 DISPLAY_MODES = ("auto", "on", "off")
 SPIN_MODES = ("auto", "on", "off")
-OTHER_TOOLS_SECTIONS = ("build",)  # build_engine.py reads it (edge/build/options.py): one file per device serves both
+OTHER_TOOLS_SECTIONS = ("build",)  # build_engine.py reads it (edge/runtime/engine_request.py): one file per device serves both
 T = TypeVar("T")
 
 

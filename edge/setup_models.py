@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from edge.assets import ASTRONAUT_PNG, PINNED, fetch_astronaut
 from edge.errors import EdgeError
 from edge.fileio import file_sha256, write_atomic
-from edge.pipeline.blazeface_convert import VARIANTS, face_detectors
+from edge.detectors.blazeface_convert import VARIANTS, face_detectors
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "models"
 CHECKSUMS = "checksums.json"  # {file name: {"bytes": size, "sha256": hex}} of what the steps made

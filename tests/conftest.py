@@ -51,12 +51,12 @@ def astronaut_bgr() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def astronaut_calibration_set(tmp_path_factory, astronaut_bgr):
-    """An INT8 calibration set cut by edge.build.calibration from the astronaut turned and scaled a few
+    """An INT8 calibration set cut by edge.pipeline.calibration from the astronaut turned and scaled a few
     ways (needs no ../shared data)."""
     import cv2
 
-    from edge.build.calibration import make_calibration_set
-    from edge.build.calibration_set import CalibrationSet
+    from edge.pipeline.calibration import make_calibration_set
+    from edge.pipeline.calibration_set import CalibrationSet
 
     frames = tmp_path_factory.mktemp("astronaut_frames")
     for i, (angle, scale) in enumerate([(0, 1.0), (-15, 0.8), (12, 1.2), (25, 0.9), (-30, 1.1), (5, 0.6)]):
@@ -89,13 +89,13 @@ def pytest_collection_modifyitems(config, items) -> None:
 def _gpu_stack_missing(needs_tensorrt: bool) -> Optional[str]:
     import importlib.util
 
-    from edge.build.gpu import query_gpu
+    from edge.runtime.gpu import query_gpu
     from edge.errors import EngineError
 
     if importlib.util.find_spec("pycuda") is None:
         return "the pycuda module (CUDA from Python)"
     if needs_tensorrt:
-        from edge.build.trt_compat import import_tensorrt
+        from edge.runtime.trt_compat import import_tensorrt
 
         try:
             import_tensorrt()  # full TensorRT, else TensorRT-RTX

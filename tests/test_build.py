@@ -1,4 +1,4 @@
-"""edge.build on the CPU: calibration set from real frames, Q/DQ model, sidecar, cache keys, options, bad input.
+"""edge.compile on the CPU: calibration set from real frames, Q/DQ model, sidecar, cache keys, options, bad input.
 
 TensorRT is never faked here: the only stand-ins are tiny attribute bags for the version shims
 (which flags and methods each TensorRT release has), which test our own branching.
@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, model_path
-from edge.build import trt_compat as compat
-from edge.build.accuracy import compare_outputs, run_onnx
-from edge.build.builder import default_engine_path, plan_build
-from edge.build.calibration import make_calibration_set
-from edge.build.calibration_set import CalibrationSet, write_calibration_set
-from edge.build.gpu import GpuInfo
-from edge.build.options import BatchProfile, BuildRequest, profile_shapes, request_from
-from edge.build.quantize import QUANT_METADATA_KEY, float_nodes, quantize_qdq
-from edge.build.sidecar import CacheKey, Sidecar, check_engine, reusable, write_sidecar
+from edge.runtime import trt_compat as compat
+from edge.compile.accuracy import compare_outputs, run_onnx
+from edge.compile.builder import default_engine_path, plan_build
+from edge.pipeline.calibration import make_calibration_set
+from edge.pipeline.calibration_set import CalibrationSet, write_calibration_set
+from edge.runtime.gpu import GpuInfo
+from edge.runtime.engine_request import BatchProfile, BuildRequest, profile_shapes, request_from
+from edge.compile.quantize import QUANT_METADATA_KEY, float_nodes, quantize_qdq
+from edge.runtime.sidecar import CacheKey, Sidecar, check_engine, reusable, write_sidecar
 from edge.fileio import file_sha256
 from edge.errors import CalibrationError, ConfigError, EngineError, ModelError
 
@@ -64,9 +64,9 @@ def held_out_set(astronaut_calibration_set) -> CalibrationSet:
 
 
 def test_calibration_crops_are_the_runtime_warp_of_detected_faces(clip_set, hamilton_clip):
-    from edge.pipeline.crop import warp_crops
-    from edge.pipeline.detector import FaceDetector, crop_for_detection
-    from edge.pipeline.sources import open_source
+    from edge.model.crop import warp_crops
+    from edge.detectors.blazeface import FaceDetector, crop_for_detection
+    from edge.io.sources import open_source
     from edge.runtime.onnxrt import OnnxRuntimeEngine
 
     assert clip_set.count == 24 and clip_set.crop_shape == (3, 112, 112)
@@ -94,7 +94,7 @@ def replace_spec(calib: CalibrationSet):
 
 
 def test_calibration_command_reports_crops_kept(tmp_path, hamilton_clip, capsys):
-    from edge.build.calibration import main
+    from edge.pipeline.calibration import main
 
     code = main(["--input", str(hamilton_clip), "--out", str(tmp_path / "set"), "--max-crops", "5", "--every", "30",
                  "--onnx", str(model_path("atpn68.onnx")), "--detector", str(model_path("blazeface_short.onnx"))])
@@ -109,7 +109,7 @@ def test_calibration_command_without_faces_fails_in_one_line(tmp_path, capsys):
     frames = tmp_path / "blank"
     frames.mkdir()
     cv2.imwrite(str(frames / "0.png"), np.full((240, 320, 3), 127, np.uint8))
-    from edge.build.calibration import main
+    from edge.pipeline.calibration import main
 
     code = main(["--input", str(frames), "--out", str(tmp_path / "set"), "--onnx", str(model_path("atpn68.onnx")),
                  "--detector", str(model_path("blazeface_short.onnx"))])
@@ -165,8 +165,8 @@ def test_a_soft_argmax_landmark_head_stays_float(tmp_path):
 
 
 def test_tensorrt_route_keeps_the_layers_the_qdq_route_keeps():
-    """Our adapter from a TensorRT network to edge.build.precision's rule (a stand-in network, not TensorRT)."""
-    from edge.build.builder import _keep_float_after
+    """Our adapter from a TensorRT network to edge.compile.precision's rule (a stand-in network, not TensorRT)."""
+    from edge.compile.builder import _keep_float_after
 
     types = SimpleNamespace(CONSTANT="constant", SOFTMAX="softmax", OTHER="other")
     f32, i32 = "float32", "int32"
@@ -477,14 +477,14 @@ def test_tensorrt_11_refuses_fp16_and_calibration_with_what_to_do():
     f = compat.features_of(fake_trt(**TRT11))
     with pytest.raises(EngineError, match="TensorRT 11.0.0.5 builds strongly typed networks only .* modelopt"):
         compat.check_precision(f, fp16=True, int8=False, qdq=False)
-    with pytest.raises(EngineError, match="no INT8 calibrators: make a Q/DQ ONNX with `python -m edge.build.quantize"):
+    with pytest.raises(EngineError, match="no INT8 calibrators: make a Q/DQ ONNX with `python -m edge.compile.quantize"):
         compat.check_precision(f, fp16=False, int8=True, qdq=False)
     compat.check_precision(f, fp16=False, int8=True, qdq=True)  # explicit quantization builds everywhere
     assert compat.set_precision(fake_trt(**TRT11), None, f, False, True) == ()
 
 
 def test_full_tensorrt_refuses_a_target_compute_capability():
-    from edge.build.builder import target_gpu
+    from edge.compile.builder import target_gpu
 
     with pytest.raises(EngineError, match="TensorRT 10.3.0 builds for the GPU it runs on: drop --compute-capability"):
         target_gpu(compat.features_of(fake_trt(**JETPACK6)), "8.7")
@@ -509,7 +509,7 @@ def test_without_a_progress_monitor_a_heartbeat_says_why():
 
 
 def test_the_calibration_cache_is_named_per_library_version(clip_set):
-    from edge.build.trt_calibrator import calibration_cache_path
+    from edge.compile.trt_calibrator import calibration_cache_path
 
     names = {Path(calibration_cache_path(clip_set, "atpn68", "a" * 64, tag)).name for tag in ("trt8.5.2.2", "trt8.6.2")}
     assert len(names) == 2 and all(n.startswith("atpn68-aaaaaaaaaaaa-") and n.endswith(".calib.cache") for n in names)
@@ -588,7 +588,7 @@ def test_without_tensorrt_the_cli_says_how_to_install_it():
 
 
 def test_without_a_cuda_driver_the_gpu_probe_says_so():
-    from edge.build.gpu import query_gpu
+    from edge.runtime.gpu import query_gpu
     import ctypes.util
 
     if ctypes.util.find_library("cuda"):

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import model_path
-from edge.build.accuracy import compare_outputs, run_onnx
-from edge.build.builder import build_engine
-from edge.build.calibration import make_calibration_set
-from edge.build.calibration_set import CalibrationSet
-from edge.build.options import BuildRequest
-from edge.build.quantize import quantize_qdq
+from edge.compile.accuracy import compare_outputs, run_onnx
+from edge.compile.builder import build_engine
+from edge.pipeline.calibration import make_calibration_set
+from edge.pipeline.calibration_set import CalibrationSet
+from edge.runtime.engine_request import BuildRequest
+from edge.compile.quantize import quantize_qdq
 
 pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
 
@@ -55,7 +55,7 @@ def request_for(kind: str, work, calib: CalibrationSet) -> BuildRequest:
 
 @pytest.mark.parametrize("kind", ["fp32", "fp16", "int8", "qdq"])
 def test_engine_builds_and_matches_onnxruntime(kind, work, calib):
-    from edge.build.trt_compat import features_of, import_tensorrt
+    from edge.runtime.trt_compat import features_of, import_tensorrt
     from edge.runtime.tensorrt import TensorRTEngine
 
     features = features_of(import_tensorrt())

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, model_path
-from edge.build import trt_compat as compat
-from edge.build.builder import BuildResult, build_engine
-from edge.build.gpu import GpuInfo
-from edge.build.options import BuildRequest
-from edge.build.quantize import LANDMARK_OUTPUT, quantize_qdq
-from edge.build.sidecar import check_engine
+from edge.runtime import trt_compat as compat
+from edge.compile.builder import BuildResult, build_engine
+from edge.runtime.gpu import GpuInfo
+from edge.runtime.engine_request import BuildRequest
+from edge.compile.quantize import LANDMARK_OUTPUT, quantize_qdq
+from edge.runtime.sidecar import check_engine
 from edge.fileio import file_sha256
 from edge.errors import ConfigError, EngineError, ModelError
 
@@ -132,7 +132,7 @@ def test_a_qdq_model_quantized_after_the_landmarks_is_refused(tmp_path, qdq_mode
     with pytest.raises(ModelError) as info:
         build(tmp_path, str(path), int8=True, qdq=True)
     message = str(info.value)
-    assert message.startswith("2 Q/DQ layer(s) after 'landmarks'") and "edge.build.quantize" in message
+    assert message.startswith("2 Q/DQ layer(s) after 'landmarks'") and "edge.compile.quantize" in message
     assert "\n" not in message
 
 
@@ -195,7 +195,7 @@ def test_the_default_fp16_loop_asks_a_strongly_typed_library_for_fp32_with_a_not
     import ctypes.util
 
     from edge.config import load_config
-    from edge.pipeline.app import engine_file
+    from edge.app.run import engine_file
 
     if ctypes.util.find_library("cuda"):
         pytest.skip("a CUDA driver is installed here: the build would go on")

@@ -13,7 +13,7 @@ import pytest
 
 from edge.errors import EngineError
 from edge.model.spec import ModelSpec
-from edge.pipeline.crop import (CropBox, crop_from_landmarks, crop_matrix, landmarks_to_crop, landmarks_to_frame,
+from edge.model.crop import (CropBox, crop_from_landmarks, crop_matrix, landmarks_to_crop, landmarks_to_frame,
                                 mirror_permutation,
                                 pose_to_crop, pose_to_frame, warp_crops)
 from edge.pipeline.gpu_crop import KERNEL

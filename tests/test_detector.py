@@ -9,9 +9,9 @@ import pytest
 
 from conftest import model_path
 from edge.errors import ModelError
-from edge.pipeline.blazeface_convert import CLASSIFICATORS, REGRESSORS
-from edge.pipeline.crop import crop_from_landmarks
-from edge.pipeline.detector import (KEYPOINT_NAMES, DetectorCascade, Detections, FaceDetector, crop_for_detection, decode, iou,
+from edge.detectors.blazeface_convert import CLASSIFICATORS, REGRESSORS
+from edge.model.crop import crop_from_landmarks
+from edge.detectors.blazeface import (KEYPOINT_NAMES, DetectorCascade, Detections, FaceDetector, crop_for_detection, decode, iou,
                                     ssd_anchors, weighted_nms)
 from edge.runtime import open_engine
 from edge.train.datasets import read_pts

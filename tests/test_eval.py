@@ -190,7 +190,7 @@ def astronaut_folder(tmp_path, astronaut_bgr):
 
 
 def test_schematic_face_has_its_eyes_where_asked():
-    from edge.pipeline.crop import eye_centers
+    from edge.model.crop import eye_centers
 
     pts = schematic_face((10.0, 20.0), (30.0, 24.0))
     right, left = eye_centers(pts)
@@ -302,7 +302,7 @@ class OracleAligner:
 
     def run_crops(self, crops, matrices, boxes):
         from edge.pipeline.aligner import Alignment
-        from edge.pipeline.crop import invert_matrices
+        from edge.model.crop import invert_matrices
 
         size = self.spec.input_size
         centres = invert_matrices(matrices)[:, :, :2] @ np.full(2, size / 2) + invert_matrices(matrices)[:, :, 2]
@@ -328,7 +328,7 @@ def test_tracking_with_a_perfect_aligner_tracks_and_rarely_detects(astronaut_bgr
     from edge.eval.sequences import SequenceConfig, make_sequence
     from edge.eval.tracking import CountingDetector, run_sequence, summarize
     from edge.model.spec import ModelSpec
-    from edge.pipeline.detector import FaceDetector, crop_for_detection
+    from edge.detectors.blazeface import FaceDetector, crop_for_detection
     from edge.pipeline.loop import FacePipeline
     from edge.pipeline.tracker import Tracker
     from edge.runtime import open_engine

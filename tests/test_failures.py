@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, model_path
-from edge.pipeline.detector import METADATA_KEY as DETECTOR_METADATA
+from edge.detectors.blazeface import METADATA_KEY as DETECTOR_METADATA
 from test_run_camera import CLI, run_cli
 
 STOPS = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
@@ -68,7 +68,7 @@ def demo_clip(tmp_path_factory) -> Path:
     """120 frames of the built-in demo (the astronaut photo moving, 640x360) as an .mp4: a real video that
     every machine has after `make models`, without the demo's libpng warning on the CLI's stderr."""
     model_path("atpn68.onnx")
-    from edge.pipeline.demo import DemoSource
+    from edge.io.demo import DemoSource
 
     path = tmp_path_factory.mktemp("clip") / "demo.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 360))
@@ -307,7 +307,7 @@ def test_a_1x1_first_frame_still_saves(tmp_path):
 
 def test_calibration_uses_the_loops_detector_cascade(tmp_path, hamilton_clip):
     """The short-range detector alone misses the distant faces that the full-range one finds for the loop."""
-    from edge.build.calibration import make_calibration_set
+    from edge.pipeline.calibration import make_calibration_set
 
     atpn, short, full = (str(model_path(n)) for n in ("atpn68.onnx", "blazeface_short.onnx", "blazeface_full.onnx"))
     alone, cascade = (make_calibration_set(str(hamilton_clip), str(tmp_path / name), atpn, short, max_crops=10 ** 4,

@@ -14,13 +14,13 @@ import pytest
 from conftest import model_path
 from edge.config import Config
 from edge.errors import ConfigError, ModelError, SourceError
-from edge.pipeline.app import open_pipeline
-from edge.pipeline.benchmark import benchmark, decode_frames
-from edge.pipeline.demo import render_demo_frame
+from edge.app.run import open_pipeline
+from edge.app.benchmark import benchmark, decode_frames
+from edge.io.demo import render_demo_frame
 from edge.pipeline.loop import run_loop
-from edge.pipeline.outputs import JsonLinesWriter, Outputs
+from edge.io.sinks import JsonLinesWriter, Outputs
 from edge.pipeline.render import default_overlay
-from edge.pipeline.sources import FolderSource, MemorySource
+from edge.io.sources import FolderSource, MemorySource
 from edge.pipeline.stats import STAGES, RunStats
 from edge.types import Face, Frame, TrackState
 

@@ -15,7 +15,7 @@ from edge.model.export import OPSET, export_onnx
 from edge.model.spec import INPUT_NAME, OUTPUT_NAMES, ModelSpec
 from edge.model.stats import MAC_BUDGET, PARAM_BUDGET, count_macs, count_params
 from edge.pipeline.aligner import Aligner
-from edge.pipeline.crop import CropBox
+from edge.model.crop import CropBox
 from edge.runtime import open_engine
 
 
@@ -161,7 +161,7 @@ def test_make_models_exports_the_shipped_integral_model_and_it_aligns_a_face(ast
     """models/atpn68_integral.onnx (from weights/atpn68_integral.pt) is what `models.atpn` selects."""
     from conftest import model_path
     from edge.pipeline.aligner import spec_of
-    from edge.pipeline.crop import crop_from_landmarks
+    from edge.model.crop import crop_from_landmarks
 
     with open_engine(str(model_path("atpn68_integral.onnx"))) as engine:
         spec = spec_of(engine)
@@ -180,7 +180,7 @@ def test_mirror_average_is_the_mean_of_the_face_and_its_mirror_image(astronaut_b
     """Averaging inside one frame equals running the shipped model on the mirrored frame by hand:
     the mirrored crop's points come back re-indexed and in place, its yaw and roll change sign."""
     from conftest import model_path
-    from edge.pipeline.crop import mirror_permutation
+    from edge.model.crop import mirror_permutation
 
     width, size = astronaut_bgr.shape[1], ModelSpec().input_size
     box = CropBox(256, 185, 215, angle_deg=8.0)

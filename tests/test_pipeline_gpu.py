@@ -22,14 +22,14 @@ from conftest import model_path
 from cuda_stand_in import CudaStandIn
 from edge.config import load_config
 from edge.model.spec import ModelSpec
-from edge.pipeline import app
-from edge.pipeline.crop import CropBox, warp_crops
-from edge.pipeline.demo import render_demo_frame
-from edge.pipeline.detector import detector_pixels, letterbox
-from edge.pipeline.gpu_pipeline import GpuFacePipeline, GpuTimer
+from edge.app import run as app
+from edge.model.crop import CropBox, warp_crops
+from edge.io.demo import render_demo_frame
+from edge.detectors.blazeface import detector_pixels, letterbox
+from edge.pipeline.gpu_loop import GpuFacePipeline, GpuTimer
 from edge.pipeline.loop import FacePipeline, run_loop
-from edge.pipeline.outputs import Outputs
-from edge.pipeline.sources import MemorySource, VideoFileSource
+from edge.io.sinks import Outputs
+from edge.io.sources import MemorySource, VideoFileSource
 from edge.pipeline.stats import RunStats
 from edge.runtime.buffers import STAGED, ZERO_COPY
 

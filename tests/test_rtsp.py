@@ -25,11 +25,11 @@ import pytest
 from conftest import ROOT, SHARED_DATA, model_path
 from edge.config import Config
 from edge.errors import SourceError
-from edge.pipeline.app import open_pipeline
-from edge.pipeline.demo import render_demo_frame
+from edge.app.run import open_pipeline
+from edge.io.demo import render_demo_frame
 from edge.pipeline.loop import FacePipeline, run_loop
-from edge.pipeline.outputs import Outputs
-from edge.pipeline.sources import LiveOptions, MemorySource, open_source
+from edge.io.sinks import Outputs
+from edge.io.sources import LiveOptions, MemorySource, open_source
 from edge.pipeline.stats import RunStats
 from edge.types import Frame
 

@@ -106,7 +106,7 @@ def test_runtime_imports_without_torch_or_gpu_packages():
 ])
 def test_a_missing_or_broken_pycuda_is_one_line_saying_which(tmp_path, monkeypatch, driver_py, message):
     """A pycuda built against another CUDA fails to load (seen on a lent GPU): reinstalling would not help."""
-    from edge.build.trt_compat import import_pycuda
+    from edge.runtime.trt_compat import import_pycuda
 
     if driver_py is None:
         monkeypatch.setitem(sys.modules, "pycuda", None)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edge.errors import SourceError
-from edge.pipeline import camera
-from edge.pipeline.demo import DemoSource, render_demo_frame
-from edge.pipeline.sources import FolderSource, LiveOptions, VideoFileSource, open_source
+from edge.io import camera
+from edge.io.demo import DemoSource, render_demo_frame
+from edge.io.sources import FolderSource, LiveOptions, VideoFileSource, open_source
 
 
 def numbered(i: int, size=(48, 64)) -> np.ndarray:

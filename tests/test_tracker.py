@@ -9,8 +9,8 @@ import pytest
 
 from edge.config import TrackerConfig
 from edge.pipeline.aligner import Alignment
-from edge.pipeline.crop import CropBox
-from edge.pipeline.detector import Detections, crop_for_detection
+from edge.model.crop import CropBox
+from edge.detectors.blazeface import Detections, crop_for_detection
 from edge.pipeline.tracker import Tracker, iou
 from edge.types import TrackState
 

@@ -15,7 +15,7 @@ import torch
 from edge.errors import ConfigError, ModelError
 from edge.model.atpn import load_checkpoint
 from edge.model.spec import ModelSpec
-from edge.pipeline.crop import crop_from_landmarks, eye_centers, mirror_permutation
+from edge.model.crop import crop_from_landmarks, eye_centers, mirror_permutation
 from edge.train.augment import flip_patch
 from edge.train.boxes import negative_box
 from edge.train.checkpoint import load_training_state

@@ -29,7 +29,7 @@ from edge.eval import landmarks, pose, tracking
 from edge.eval.faces import BOX_MODES, FaceFinder
 from edge.eval.report import output_dir, print_summary
 from edge.eval.sequences import config_for_length
-from edge.pipeline.app import open_pipeline
+from edge.app.run import open_pipeline
 from edge.pipeline.loop import FacePipeline
 from edge.runtime import BACKENDS
 from edge.train.datasets import read_pts_folder

@@ -19,8 +19,8 @@ import numpy as np
 from edge.errors import DatasetError
 from edge.eval.report import progress
 from edge.pipeline.aligner import Aligner
-from edge.pipeline.crop import CropBox, crop_from_landmarks
-from edge.pipeline.detector import DetectorCascade
+from edge.model.crop import CropBox, crop_from_landmarks
+from edge.detectors.blazeface import DetectorCascade
 from edge.pipeline.tracker import PlaceFn, bounds, iou
 from edge.train.datasets import FaceRecord
 

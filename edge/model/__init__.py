@@ -1,5 +1,5 @@
-"""ATPN: the network (torch, `atpn.py`), its contract (`spec.py`) and output decoding (`decode.py`).
+"""ATPN: the network (torch, `atpn.py`), its contract (`spec.py`) and the crops it sees (`crop.py`).
 
-Only `atpn.py`, `export.py` and `stats.py` import torch; everything a Jetson runs imports `spec`
-and `decode`, which need numpy alone.
+Only `atpn.py`, `export.py` and `stats.py` import torch; everything a Jetson runs imports `spec` and
+`crop`, which need numpy and OpenCV alone.
 """

@@ -1,1 +1,1 @@
-"""The camera loop: sources, detector, crop, aligner, tracker, loop, render, stats."""
+"""One frame's work and the loop around it: crop, aligner, tracker, the CPU and GPU loops, overlay, stats."""

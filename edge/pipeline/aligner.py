@@ -8,7 +8,7 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.model.spec import INPUT_NAME, METADATA_KEY, ModelSpec
-from edge.pipeline.crop import MIRROR_POSE, CropBox, landmarks_to_frame, mirror_permutation, pose_to_frame, warp_crops
+from edge.model.crop import MIRROR_POSE, CropBox, landmarks_to_frame, mirror_permutation, pose_to_frame, warp_crops
 from edge.runtime.base import Engine
 
 

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from edge.model.spec import ModelSpec
-from edge.pipeline.crop import CropBox, crop_matrix, invert_matrices
+from edge.model.crop import CropBox, crop_matrix, invert_matrices
 from edge.runtime.buffers import ZERO_COPY, placement_for
 from edge.runtime.cuda import CudaContext
 from edge.runtime.kernels import load_kernel

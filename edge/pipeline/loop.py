@@ -12,10 +12,10 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.pipeline.aligner import Aligner, Alignment
-from edge.pipeline.crop import CropBox, warp_crops
-from edge.pipeline.detector import Detections
-from edge.pipeline.outputs import Outputs
-from edge.pipeline.sources import Source
+from edge.model.crop import CropBox, warp_crops
+from edge.detectors.blazeface import Detections
+from edge.io.sinks import Outputs
+from edge.io.sources import Source
 from edge.pipeline.stats import FrameTimer, RunStats
 from edge.pipeline.tracker import Tracker
 from edge.types import Face, Frame

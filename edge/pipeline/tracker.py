@@ -17,8 +17,8 @@ import numpy as np
 
 from edge.config import TrackerConfig
 from edge.pipeline.aligner import Alignment
-from edge.pipeline.crop import CropBox, crop_from_landmarks
-from edge.pipeline.detector import Detections, iou as boxes_iou
+from edge.model.crop import CropBox, crop_from_landmarks
+from edge.detectors.blazeface import Detections, iou as boxes_iou
 from edge.types import Face, TrackState
 
 DetectFn = Callable[[np.ndarray], Detections]

@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
-from edge.build.trt_compat import import_pycuda
+from edge.runtime.trt_compat import import_pycuda
 
 
 class CudaContext:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from edge.build.gpu import query_gpu
-from edge.build.sidecar import check_engine
-from edge.build.trt_compat import features_of, import_tensorrt, logger_for
+from edge.runtime.gpu import query_gpu
+from edge.runtime.sidecar import check_engine
+from edge.runtime.trt_compat import features_of, import_tensorrt, logger_for
 from edge.errors import EngineError
 from edge.runtime.base import Engine, TensorSpec
 from edge.runtime.buffers import STAGED, ZERO_COPY, BufferPlan, check_batch, placement_for, plan_buffers

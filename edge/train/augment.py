@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.pipeline.crop import MIRROR_POSE, mirror_permutation
+from edge.model.crop import MIRROR_POSE, mirror_permutation
 from edge.train.config import AugmentConfig
 
 

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from edge.pipeline.crop import CropBox, crop_from_landmarks
+from edge.model.crop import CropBox, crop_from_landmarks
 from edge.train.config import AugmentConfig
 
 DRIFT_MIN, DRIFT_MAX = 0.45, 1.0  # centre off by this fraction of the side

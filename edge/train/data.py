@@ -2,7 +2,7 @@
 
 A sample is a positive (the tracker's jittered crop of a labelled face: landmarks, pose, track=1)
 or, with probability `negative_fraction`, a crop that lost the face (track=0, landmark and pose
-losses masked). The warp and the normalisation are edge.pipeline.crop's, so what the network
+losses masked). The warp and the normalisation are edge.model.crop's, so what the network
 learns is what it will see.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from edge.errors import DatasetError
 from edge.model.spec import ModelSpec
-from edge.pipeline.crop import landmarks_to_crop, normalize_patch, pose_to_crop, warp_patch
+from edge.model.crop import landmarks_to_crop, normalize_patch, pose_to_crop, warp_patch
 from edge.train.augment import flip_patch, photometric, texture_patch
 from edge.train.boxes import negative_box, positive_box
 from edge.train.config import AugmentConfig

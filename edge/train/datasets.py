@@ -83,7 +83,7 @@ def write_pts(path: str, points: np.ndarray) -> None:
 def read_wflw_list(list_file: str, image_root: str) -> List[FaceRecord]:
     """A WFLW annotation list: per line 196 coordinates, a box, 6 attribute flags, the image path.
 
-    Box and attributes are dropped: the crop comes from the landmarks (edge.pipeline.crop).
+    Box and attributes are dropped: the crop comes from the landmarks (edge.model.crop).
     """
     records = []
     for lineno, text in _read_lines(list_file):

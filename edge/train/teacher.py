@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from edge.errors import EdgeError
 from edge.eval.metrics import nme, summarize_nme
-from edge.pipeline.crop import eye_centers
+from edge.model.crop import eye_centers
 from edge.train import teacher_geometry as geo
 from edge.train.datasets import list_images, load_teacher_arrays, read_pts, write_teacher_npz
 

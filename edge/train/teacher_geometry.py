@@ -7,7 +7,7 @@ the camera, scaled like x), as MediaPipe's normalised landmarks times (width, he
 Pose: a rigid fit of a mean face (fitted on HELEN train) to the mesh's upper face, decomposed as
 R = Rz(-roll) Ry(yaw) Rx(-pitch) in a camera frame with x right, y up, z toward the viewer. Roll is
 the outermost rotation, so it equals the image angle of the face's left-right axis, i.e. the eye
-line of edge.pipeline.crop; yaw > 0 turns the face toward the image's right, pitch > 0 looks up.
+line of edge.model.crop; yaw > 0 turns the face toward the image's right, pitch > 0 looks up.
 """
 from __future__ import annotations
 

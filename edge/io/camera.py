@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from edge.errors import SourceError
-from edge.pipeline.sources import LiveOptions, Source
+from edge.io.sources import LiveOptions, Source
 from edge.types import Frame
 
 CSI_PIPELINE = ("nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "

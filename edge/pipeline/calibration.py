@@ -1,4 +1,4 @@
-"""`python -m edge.build.calibration --input VIDEO_OR_DIR --out calibration/atpn`: an INT8 calibration set.
+"""`python -m edge.pipeline.calibration --input VIDEO_OR_DIR --out calibration/atpn`: an INT8 calibration set.
 
 Runs the loop's detector cascade (short-range, then full-range when it finds nothing) over the
 user's own video or images and cuts every face exactly as the runtime does (`crop_for_detection` +
@@ -17,8 +17,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edge.build.calibration_set import write_calibration_set
-from edge.build.options import utc_now
+from edge.pipeline.calibration_set import write_calibration_set
+from edge.runtime.engine_request import utc_now
 from edge.config import ModelsConfig
 from edge.errors import CalibrationError, EdgeError
 from edge.model.spec import ModelSpec
@@ -47,9 +47,9 @@ def collect_crops(source_uri: str, detector_paths: Sequence[str], spec: ModelSpe
     stops at max_crops."""
     from tqdm import tqdm
 
-    from edge.pipeline.crop import warp_crops
-    from edge.pipeline.detector import DetectorCascade, FaceDetector, crop_for_detection
-    from edge.pipeline.sources import open_source
+    from edge.model.crop import warp_crops
+    from edge.detectors.blazeface import DetectorCascade, FaceDetector, crop_for_detection
+    from edge.io.sources import open_source
     from edge.runtime.onnxrt import OnnxRuntimeEngine
 
     crops: List[np.ndarray] = []
@@ -102,7 +102,7 @@ def make_calibration_set(source_uri: str, out: str, atpn_onnx: str, detector_pat
 
 def main(argv: Optional[list] = None) -> int:
     models = ModelsConfig()
-    ap = argparse.ArgumentParser(prog="python -m edge.build.calibration", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m edge.pipeline.calibration", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", required=True, help="video file, folder of images, or any source URI")
     ap.add_argument("--out", default="calibration/atpn", help="folder for the set (replaced; default: %(default)s)")

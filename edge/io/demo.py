@@ -10,8 +10,8 @@ from typing import Iterator, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from edge.pipeline.crop import CropBox, crop_matrix
-from edge.pipeline.sources import Source
+from edge.model.crop import CropBox, crop_matrix
+from edge.io.sources import Source
 from edge.types import Frame
 
 # (frame, view centre x, y in photo px, zoom, roll deg); the face is at about (224, 113), 95 px wide

@@ -3,7 +3,7 @@
 Letterbox the frame to the model's square input (black bars, RGB scaled to [-1,1]), run the
 network, decode box + 6 keypoints against SSD anchors, drop low scores, merge overlapping boxes
 with MediaPipe's weighted NMS, and map everything back to frame pixels. Only numpy and OpenCV.
-The ONNX comes from `edge.pipeline.blazeface_convert` (`make models`), whose metadata names the
+The ONNX comes from `edge.detectors.blazeface_convert` (`make models`), whose metadata names the
 variant, and the variant fixes the anchors.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.model.spec import ModelSpec
-from edge.pipeline.blazeface_convert import CLASSIFICATORS, INPUT_NAME, METADATA_KEY, REGRESSORS
-from edge.pipeline.crop import CropBox, landmarks_to_frame, warp_crops
+from edge.detectors.blazeface_convert import CLASSIFICATORS, INPUT_NAME, METADATA_KEY, REGRESSORS
+from edge.model.crop import CropBox, landmarks_to_frame, warp_crops
 from edge.runtime.base import Engine, metadata_object
 
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")

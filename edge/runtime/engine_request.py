@@ -88,8 +88,8 @@ class BuildRequest:
         if self.qdq and not self.int8:
             raise ConfigError("--qdq needs --int8 (it says the INT8 scales come from the ONNX's Q/DQ nodes)")
         if self.int8 and not self.qdq and not self.calib:
-            raise ConfigError("--int8 needs --calib DIR (a calibration set from `python -m edge.build.calibration`) "
-                              "or --qdq (an ONNX quantized by `python -m edge.build.quantize`)")
+            raise ConfigError("--int8 needs --calib DIR (a calibration set from `python -m edge.pipeline.calibration`) "
+                              "or --qdq (an ONNX quantized by `python -m edge.compile.quantize`)")
         if self.calib and not (self.int8 and not self.qdq):
             raise ConfigError("--calib is used only with --int8 without --qdq (a Q/DQ ONNX carries its own scales)")
         if self.workspace is not None and self.workspace <= 0:

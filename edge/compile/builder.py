@@ -12,13 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from edge.build.calibration_set import CalibrationSet
-from edge.build.gpu import GpuInfo, query_gpu
-from edge.build.options import ENGINES_DIR, BuildRequest, ProfileShapes, Shape, profile_shapes, utc_now
-from edge.build.sidecar import CacheKey, Sidecar, read_sidecar, reusable, write_sidecar
-from edge.build import trt_compat as compat
-from edge.build.precision import Layer, float_layers
-from edge.build.quantize import LANDMARK_OUTPUT
+from edge.pipeline.calibration_set import CalibrationSet
+from edge.runtime.gpu import GpuInfo, query_gpu
+from edge.runtime.engine_request import ENGINES_DIR, BuildRequest, ProfileShapes, Shape, profile_shapes, utc_now
+from edge.runtime.sidecar import CacheKey, Sidecar, read_sidecar, reusable, write_sidecar
+from edge.runtime import trt_compat as compat
+from edge.compile.precision import Layer, float_layers
+from edge.compile.quantize import LANDMARK_OUTPUT
 from edge.errors import EngineError, ModelError
 from edge.fileio import file_sha256, write_atomic
 
@@ -73,7 +73,7 @@ def plan_build(request: BuildRequest) -> BuildPlan:
     onnx = inspect_onnx(request.onnx)
     if request.qdq and not onnx.has_qdq:
         raise ModelError(f"{request.onnx} has no Q/DQ nodes, so --qdq has no INT8 scales to use; make a Q/DQ model "
-                         f"with `python -m edge.build.quantize --onnx {request.onnx} --calib DIR`")
+                         f"with `python -m edge.compile.quantize --onnx {request.onnx} --calib DIR`")
     if onnx.has_qdq and not request.qdq:
         raise ModelError(f"{request.onnx} is a Q/DQ (explicitly quantized) model: build it with --int8 --qdq")
     profile = profile_shapes(onnx.inputs, request.profile)
@@ -188,7 +188,7 @@ def _build_with_tensorrt(trt: Any, features: compat.TrtFeatures, plan: BuildPlan
 
 
 def network_layers(trt: Any, network: "tensorrt.INetworkDefinition") -> Tuple[List["tensorrt.ILayer"], List[Layer]]:
-    """The network's layers, and each described for edge/build/precision.py (data tensors only, no constants)."""
+    """The network's layers, and each described for edge/compile/precision.py (data tensors only, no constants)."""
     layers = [network.get_layer(i) for i in range(network.num_layers)]
     constants = {layer.get_output(0).name for layer in layers if layer.type == trt.LayerType.CONSTANT}
 
@@ -203,7 +203,7 @@ def network_layers(trt: Any, network: "tensorrt.INetworkDefinition") -> Tuple[Li
 
 def qdq_layers(trt: Any, network: "tensorrt.INetworkDefinition", tensor: str) -> Tuple[str, ...]:
     """A Q/DQ network as TensorRT parsed it: how many layers quantize, and that none of them sits where
-    edge/build/precision.py keeps float (a model quantized by another tool would lose its landmarks there)."""
+    edge/compile/precision.py keeps float (a model quantized by another tool would lose its landmarks there)."""
     layers, described = network_layers(trt, network)
     kinds = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
     quantizing = {layer.name for layer in layers if layer.type in kinds}
@@ -211,14 +211,14 @@ def qdq_layers(trt: Any, network: "tensorrt.INetworkDefinition", tensor: str) ->
     inside = sorted(quantizing.intersection(keep))
     if inside:
         raise ModelError(f"{len(inside)} Q/DQ layer(s) after '{tensor}' or in a soft-argmax head (e.g. {inside[0]}), "
-                         "where INT8 moves the landmarks; quantize with `python -m edge.build.quantize`, which keeps "
+                         "where INT8 moves the landmarks; quantize with `python -m edge.compile.quantize`, which keeps "
                          "them float")
     return (f"Q/DQ layers: {len(quantizing)}", f"float layers after '{tensor}' or in a soft-argmax head: {len(keep)}")
 
 
 def _keep_float_after(trt: Any, network: "tensorrt.INetworkDefinition", config: "tensorrt.IBuilderConfig",
                       tensor: str) -> Tuple[str, ...]:
-    """Implicit INT8 keeps in FP32 what the Q/DQ route keeps float (edge/build/precision.py: the layers
+    """Implicit INT8 keeps in FP32 what the Q/DQ route keeps float (edge/compile/precision.py: the layers
     fed by `tensor`, and a soft-argmax head's last layers); nothing to do for a model without either."""
     layers, described = network_layers(trt, network)
     keep = set(float_layers(described, tensor))
@@ -240,7 +240,7 @@ def _keep_float_after(trt: Any, network: "tensorrt.INetworkDefinition", config: 
 def _build_calibrated(trt: Any, features: compat.TrtFeatures, builder: "tensorrt.Builder",
                       network: "tensorrt.INetworkDefinition", config: "tensorrt.IBuilderConfig", plan: BuildPlan,
                       display: compat.ProgressDisplay) -> bytes:
-    from edge.build.trt_calibrator import (calibration_batch, calibration_cache_path, make_entropy_calibrator,
+    from edge.compile.trt_calibrator import (calibration_batch, calibration_cache_path, make_entropy_calibrator,
                                            primary_context)
 
     calib = plan.calib

@@ -1,11 +1,11 @@
-"""`python -m edge.build.quantize --onnx models/atpn68.onnx --calib calibration/atpn`: a Q/DQ ONNX, on the CPU.
+"""`python -m edge.compile.quantize --onnx models/atpn68.onnx --calib calibration/atpn`: a Q/DQ ONNX, on the CPU.
 
 Explicit quantization for TensorRT (the only INT8 route in TensorRT 11, and the portable one before):
 ONNX Runtime's static quantizer in QDQ format, symmetric int8 activations and weights, per-channel
 weights, float biases — what TensorRT's ONNX parser accepts. Scales come from the same calibration
 set the entropy calibrator reads. `--keep-float after-landmarks` leaves the heatmap renderer and
 everything it feeds (fusion, pose and track heads) in float, and a soft-argmax head's last layers
-(edge/build/precision.py); see bench/int8_accuracy.py for the cost of each choice.
+(edge/compile/precision.py); see bench/int8_accuracy.py for the cost of each choice.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import os
 import sys
 from typing import Any, Dict, Iterator, List, Optional
 
-from edge.build.calibration_set import CalibrationSet
-from edge.build.precision import Layer, float_layers
+from edge.pipeline.calibration_set import CalibrationSet
+from edge.compile.precision import Layer, float_layers
 from edge.errors import EdgeError, ModelError
 from edge.fileio import atomic_path
 
@@ -28,7 +28,7 @@ LANDMARK_OUTPUT = "landmarks"
 
 
 def float_nodes(graph: Any) -> List[str]:
-    """The ONNX nodes that stay float: edge.build.precision's rule, the one the TensorRT route uses too."""
+    """The ONNX nodes that stay float: edge.compile.precision's rule, the one the TensorRT route uses too."""
     constants = {t.name for t in graph.initializer}
     for node in graph.node:  # topological order; Constant nodes, and the exporter's Identity of a weight
         if all(t in constants for t in node.input if t):
@@ -63,7 +63,7 @@ def quantize_qdq(onnx_path: str, calib_dir: str, out_path: str, keep_float: str 
     if keep_float not in KEEP_FLOAT or method not in METHODS:
         raise ModelError(f"--keep-float must be one of {', '.join(KEEP_FLOAT)} and --method one of "
                          f"{', '.join(METHODS)}; got {keep_float!r}, {method!r}")
-    from edge.build.builder import inspect_onnx
+    from edge.compile.builder import inspect_onnx
 
     info = inspect_onnx(onnx_path)
     if info.has_qdq:
@@ -109,10 +109,10 @@ def _set_metadata(model: Any, values: Dict[str, str]) -> None:
 
 
 def main(argv: Optional[list] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edge.build.quantize", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m edge.compile.quantize", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--onnx", default="models/atpn68.onnx", help="FP32 ATPN model (default: %(default)s)")
-    ap.add_argument("--calib", required=True, help="calibration set from `python -m edge.build.calibration`")
+    ap.add_argument("--calib", required=True, help="calibration set from `python -m edge.pipeline.calibration`")
     ap.add_argument("--out", help="Q/DQ model to write (default: beside --onnx, as <stem>.qdq.onnx)")
     ap.add_argument("--keep-float", choices=KEEP_FLOAT, default=DEFAULT_KEEP_FLOAT,
                     help="layers left in float (default: %(default)s)")

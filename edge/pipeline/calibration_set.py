@@ -21,7 +21,7 @@ from edge.runtime.base import metadata_object
 MANIFEST = "manifest.json"
 SHARD_PATTERN = "crops_*.npy"
 CROP_RECIPE = ("crop_scale", "input_size", "mean", "std")  # the ModelSpec fields that decide what a crop holds
-MAKE_ONE = "make one with `python -m edge.build.calibration --input VIDEO_OR_DIR --out {dir}`"
+MAKE_ONE = "make one with `python -m edge.pipeline.calibration --input VIDEO_OR_DIR --out {dir}`"
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class CalibrationSet:
             raise CalibrationError(f"{model} has {len(inputs)} inputs; INT8 calibration feeds one-input models "
                                    "(ATPN); for another model, build it from a Q/DQ ONNX with --int8 --qdq")
         (name, shape), = inputs.items()
-        remake = (f"make a set for this model with `python -m edge.build.calibration --onnx {model} "
+        remake = (f"make a set for this model with `python -m edge.pipeline.calibration --onnx {model} "
                   "--input VIDEO_OR_DIR --out DIR`")
         want = tuple(shape[1:])
         if len(want) != len(self.crop_shape) or any(w is not None and w != g for w, g in zip(want, self.crop_shape)):

@@ -18,10 +18,10 @@ import numpy as np
 
 from edge.config import Config
 from edge.errors import ConfigError
-from edge.pipeline.app import open_pipeline
+from edge.app.run import open_pipeline
 from edge.pipeline.loop import no_frames_error, run_loop
-from edge.pipeline.outputs import Outputs
-from edge.pipeline.sources import MemorySource, open_source
+from edge.io.sinks import Outputs
+from edge.io.sources import MemorySource, open_source
 from edge.pipeline.stats import RunStats
 
 DECODE_BUDGET_MB = 1024  # at most this much decoded video (640x360: 0.7 MB a frame, 1080p: 6.2 MB) ...

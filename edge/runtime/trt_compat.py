@@ -2,7 +2,7 @@
 
 Full TensorRT 8.5 (JetPack 5.1), 8.6/10.3 (JetPack 6), 10.x/11 (x86, data-centre GPUs) and
 TensorRT-RTX (module `tensorrt_rtx`, GeForce/RTX PRO GPUs, builds ahead of time without a GPU)
-share one code path in edge.build and edge.runtime. Every difference is detected from the module's
+share one code path in edge.compile and edge.runtime. Every difference is detected from the module's
 attributes, never from a version number; the library's name and version only label engines.
 """
 from __future__ import annotations
@@ -142,7 +142,7 @@ def check_precision(features: TrtFeatures, fp16: bool, int8: bool, qdq: bool) ->
                           f"ONNX to FP16 first (`{MODELOPT_FP16}`) and build that without --fp16")
     if int8 and not qdq and not features.calibrators:
         raise EngineError(f"{lib} has no INT8 calibrators: make a Q/DQ ONNX with `python -m "
-                          "edge.build.quantize --onnx MODEL.onnx --calib DIR` and build it with --int8 --qdq")
+                          "edge.compile.quantize --onnx MODEL.onnx --calib DIR` and build it with --int8 --qdq")
 
 
 def create_network(trt: Any, builder: "tensorrt.Builder", features: TrtFeatures) -> "tensorrt.INetworkDefinition":

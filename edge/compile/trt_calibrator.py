@@ -11,8 +11,8 @@ from typing import Any, Iterator, List, Optional
 
 import numpy as np
 
-from edge.build.calibration_set import CalibrationSet
-from edge.build.trt_compat import ProgressDisplay, import_pycuda
+from edge.pipeline.calibration_set import CalibrationSet
+from edge.runtime.trt_compat import ProgressDisplay, import_pycuda
 from edge.fileio import write_atomic
 
 MAX_CALIBRATION_BATCH = 8

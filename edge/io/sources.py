@@ -169,13 +169,13 @@ def open_source(uri: str, live: LiveOptions = LiveOptions(),
                 log: Callable[[str], None] = lambda line: None) -> Source:
     """The one factory: a URI (see USAGE) -> an opened Source, or a one-line SourceError. Live
     sources follow `live` and `log` one line when they drop and one when they are back."""
-    from edge.pipeline import camera
+    from edge.io import camera
 
     text = uri.strip()
     if text == "auto":
         return camera.first_camera_or_none(live, log) or open_source("demo")
     if text == "demo":
-        from edge.pipeline.demo import DemoSource
+        from edge.io.demo import DemoSource
 
         return DemoSource()
     if text.isdigit() or text.startswith("v4l2://") or text.startswith("/dev/video"):

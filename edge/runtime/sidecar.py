@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
-from edge.build.gpu import GpuInfo
-from edge.build.trt_compat import describe_library
-from edge.build.options import BuildRequest, ProfileShapes
+from edge.runtime.gpu import GpuInfo
+from edge.runtime.trt_compat import describe_library
+from edge.runtime.engine_request import BuildRequest, ProfileShapes
 from edge.fileio import file_sha256, write_atomic
 from edge.errors import EngineError
 

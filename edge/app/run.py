@@ -9,11 +9,11 @@ from typing import Any, Callable, Optional
 
 from edge.config import Config
 from edge.pipeline.aligner import Aligner
-from edge.pipeline.detector import DetectorCascade, FaceDetector, crop_for_detection
+from edge.detectors.blazeface import DetectorCascade, FaceDetector, crop_for_detection
 from edge.pipeline.loop import FacePipeline, run_loop
-from edge.pipeline.outputs import Outputs, open_window
+from edge.io.sinks import Outputs, open_window
 from edge.pipeline.render import default_overlay
-from edge.pipeline.sources import Source, open_source
+from edge.io.sources import Source, open_source
 from edge.pipeline.stats import RunStats
 from edge.pipeline.tracker import Tracker
 from edge.runtime import open_engine
@@ -43,7 +43,7 @@ def open_pipeline(config: Config, stack: ExitStack, log: Callable[[str], None] =
     tracker = Tracker(config.tracker, crop_scale=scale, place_detection=partial(crop_for_detection, scale=scale))
     if runtime.backend != "tensorrt":
         return FacePipeline(detector, aligner, tracker)
-    from edge.pipeline.gpu_pipeline import GpuFacePipeline
+    from edge.pipeline.gpu_loop import GpuFacePipeline
 
     pipeline = GpuFacePipeline(detector, aligner, tracker, max_crops)
     stack.callback(pipeline.close)
@@ -57,9 +57,9 @@ def engine_file(config: Config, path: str, batch: str, log: Callable[[str], None
     TensorRT-RTX) builds the FP32 ONNX as FP32, said once, rather than refusing the default config."""
     if config.runtime.backend != "tensorrt" or not path.endswith(".onnx"):
         return path
-    from edge.build.builder import build_engine
-    from edge.build.options import BuildRequest
-    from edge.build.trt_compat import features_of, import_tensorrt
+    from edge.compile.builder import build_engine
+    from edge.runtime.engine_request import BuildRequest
+    from edge.runtime.trt_compat import features_of, import_tensorrt
 
     fp16 = config.runtime.precision == "fp16"
     features = features_of(import_tensorrt())

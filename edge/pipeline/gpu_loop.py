@@ -16,9 +16,9 @@ import numpy as np
 
 from edge.model.spec import INPUT_NAME
 from edge.pipeline.aligner import Aligner, Alignment
-from edge.pipeline.crop import CropBox
-from edge.pipeline.blazeface_convert import INPUT_NAME as DETECTOR_INPUT
-from edge.pipeline.detector import DetectorCascade, Detections, FaceDetector, letterbox
+from edge.model.crop import CropBox
+from edge.detectors.blazeface_convert import INPUT_NAME as DETECTOR_INPUT
+from edge.detectors.blazeface import DetectorCascade, Detections, FaceDetector, letterbox
 from edge.pipeline.gpu_crop import GpuCropper
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.stats import LatencyHistogram

@@ -1,0 +1,1 @@
+"""Face detectors behind one protocol (`base.Detector`): BlazeFace now; a new detector is one file here."""
