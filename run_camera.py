@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 OVERRIDES = {"input": "source.input", "max_frames": "source.max_frames", "backend": "runtime.backend",
              "threads": "runtime.threads", "detect_every": "tracker.detect_every",
              "track_threshold": "tracker.track_threshold", "display": "output.display", "save": "output.save",
-             "json": "output.json", "quiet": "output.quiet",
+             "json": "output.json", "output": "output.targets", "quiet": "output.quiet",
              "precision": "runtime.precision", "mirror_average": "runtime.mirror_average"}
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C, systemd / docker stop, a closed terminal
 
@@ -60,7 +60,7 @@ class StopSignals:
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     from edge.config import DISPLAY_MODES, PRECISIONS
-    from edge.io.sources import USAGE
+    from edge.io.uri import USAGE
     from edge.runtime import BACKENDS
 
     ap = argparse.ArgumentParser(description=__doc__, epilog=USAGE, formatter_class=argparse.RawTextHelpFormatter)
@@ -70,6 +70,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--display", choices=DISPLAY_MODES, help="live window (auto: only where a display exists)")
     ap.add_argument("--save", metavar="OUT.mp4", help="write the annotated video")
     ap.add_argument("--json", metavar="OUT.jsonl", help="write one JSON line per frame")
+    ap.add_argument("--output", "-o", action="append", metavar="URI",
+                    help="a sink by URI, repeatable: out.mp4, out.jsonl, display://0, mqtt://host[:port]/topic "
+                         "(--save and --json are aliases)")
     ap.add_argument("--max-frames", type=int, help="stop after N frames (0 = until the source ends)")
     ap.add_argument("--detect-every", type=int, help="re-detect every K frames for new faces (0 = only on loss)")
     ap.add_argument("--track-threshold", type=float, help="ATPN track score below which a track ends")

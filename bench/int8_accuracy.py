@@ -80,7 +80,7 @@ def variants(args: argparse.Namespace) -> Dict[str, str]:
 
 def checked_spec(onnx_path: str, held: CalibrationSet) -> ModelSpec:
     """The ATPN export's spec, once the held-out crops are known to be cut the way it cuts them."""
-    from edge.compile.builder import inspect_onnx
+    from edge.compile.onnx_info import inspect_onnx
 
     info = inspect_onnx(onnx_path)
     if METADATA_KEY not in info.metadata:

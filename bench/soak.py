@@ -32,8 +32,8 @@ from edge.config import load_config  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 from edge.app.run import open_pipeline  # noqa: E402
 from edge.pipeline.loop import run_loop  # noqa: E402
-from edge.io.sinks import Outputs  # noqa: E402
-from edge.pipeline.render import default_overlay  # noqa: E402
+from edge.io.sinks import Sinks  # noqa: E402
+from edge.io.sinks.jsonl import JsonLinesSink  # noqa: E402
 from edge.io.sources import Source, VideoFileSource  # noqa: E402
 from edge.pipeline.stats import RunStats  # noqa: E402
 from edge.types import Frame  # noqa: E402
@@ -196,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             config = load_config(args.config).with_overrides({"runtime.threads": args.threads})
             pipeline = open_pipeline(config, stack, live_source=args.fps > 0)  # paced: as a camera runs
             source = LoopedClip(args.clip, time.monotonic() + 60.0 * args.minutes, args.fps)
-            outputs = Outputs(default_overlay(lambda: stats.fps), json_path=os.devnull)
+            outputs = Sinks([JsonLinesSink(os.devnull)])
             stack.callback(outputs.close)
             sampler = Sampler(stats, args.every, int(60.0 * args.minutes / args.every) + 2, out)
             sampler.start()

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from edge.errors import ConfigError
+from edge.fileio import PROJECT_ROOT
 from edge.io.sources import LiveOptions
 from edge.runtime import BACKENDS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "cpu.yaml"
 DISPLAY_MODES = ("auto", "on", "off")
 SPIN_MODES = ("auto", "on", "off")
@@ -111,7 +111,7 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    input: str = "auto"  # a URI (see sources.USAGE); auto = camera 0 if it opens, else demo
+    input: str = "auto"  # a URI (see edge.io.uri.USAGE); auto = camera 0 if it opens, else demo
     max_frames: int = 0  # 0 = until the source ends
     # A live source (camera, RTSP/HTTP stream) that drops is reopened: sources.LiveOptions says how.
     reconnect_s: float = LiveOptions.reconnect_s  # first wait before reopening; doubles after each failed try
@@ -138,7 +138,18 @@ class OutputConfig:
     display: str = "auto"
     save: Optional[str] = None  # annotated video, .mp4
     json: Optional[str] = None  # one JSON line per frame
+    targets: Tuple[str, ...] = ()  # sinks by URI (edge.io.sinks): out.mp4, out.jsonl, display://0, mqtt://host/topic
     quiet: bool = False
+
+    def sink_targets(self) -> List[Tuple[str, Optional[str], str]]:
+        """(target, SINKS key or None to pick by the target, the flag it came from) for every sink asked for:
+        --save and --json are aliases of an .mp4 and a .jsonl --output; --display adds display://0."""
+        from edge.io.sinks.display import display_targets
+
+        aliases = [(self.save, ".mp4", "--save"), (self.json, ".jsonl", "--json")]
+        return ([(path, key, flag) for path, key, flag in aliases if path] +
+                [(target, None, "--output") for target in self.targets] +
+                [(target, None, "--display") for target in display_targets(self.display) if target not in self.targets])
 
     def __post_init__(self) -> None:
         require(self.display in DISPLAY_MODES, "output.display", f"one of {', '.join(DISPLAY_MODES)}", self.display)
@@ -166,7 +177,7 @@ class Config:
 
 _TYPES: Dict[str, Tuple[type, ...]] = {"str": (str,), "Optional[str]": (str, type(None)), "int": (int,),
                                        "float": (float, int), "Optional[float]": (float, int, type(None)),
-                                       "bool": (bool,)}
+                                       "bool": (bool,), "Tuple[str, ...]": (list, tuple)}
 
 
 def config_from_dict(data: Any, where: str = "config") -> Config:
@@ -218,6 +229,10 @@ def _checked_value(key: str, type_name: str, value: Any) -> Any:
         raise ConfigError(f"{key} must be {type_name}, got the boolean {value!r}")
     if not isinstance(value, expected):
         raise ConfigError(f"{key} must be {type_name}, got {value!r} ({type(value).__name__})")
+    if type_name.startswith("Tuple[str"):
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+        return tuple(value)
     return float(value) if "float" in type_name and value is not None else value
 
 

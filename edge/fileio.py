@@ -5,7 +5,11 @@ import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Union
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout: configs/, models/, engines/, weights/
+MODELS_DIR = PROJECT_ROOT / "models"
 
 
 def ensure_parent(path: str) -> str:

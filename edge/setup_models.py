@@ -21,10 +21,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from edge.assets import ASTRONAUT_PNG, PINNED, fetch_astronaut
 from edge.errors import EdgeError
-from edge.fileio import file_sha256, write_atomic
+from edge.fileio import MODELS_DIR, file_sha256, write_atomic
 from edge.detectors.blazeface_convert import VARIANTS, face_detectors
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "models"
 CHECKSUMS = "checksums.json"  # {file name: {"bytes": size, "sha256": hex}} of what the steps made
 
 Record = Dict[str, Dict[str, object]]
@@ -130,7 +129,7 @@ def run_step(step: Step, models_dir: Path, record: Record, say: Callable[[str], 
 
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", default=str(DEFAULT_DIR), help="where models go (default: %(default)s)")
+    ap.add_argument("--dir", default=str(MODELS_DIR), help="where models go (default: %(default)s)")
     args = ap.parse_args(argv)
     models_dir = Path(args.dir)
     models_dir.mkdir(parents=True, exist_ok=True)

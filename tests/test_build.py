@@ -66,7 +66,7 @@ def held_out_set(astronaut_calibration_set) -> CalibrationSet:
 def test_calibration_crops_are_the_runtime_warp_of_detected_faces(clip_set, hamilton_clip):
     from edge.model.crop import warp_crops
     from edge.detectors.blazeface import FaceDetector, crop_for_detection
-    from edge.io.sources import open_source
+    from edge.io.uri import open_source
     from edge.runtime.onnxrt import OnnxRuntimeEngine
 
     assert clip_set.count == 24 and clip_set.crop_shape == (3, 112, 112)

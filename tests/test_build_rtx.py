@@ -24,7 +24,8 @@ from edge.runtime import trt_compat as compat
 from edge.compile.builder import BuildResult, build_engine
 from edge.runtime.gpu import GpuInfo
 from edge.runtime.engine_request import BuildRequest
-from edge.compile.quantize import LANDMARK_OUTPUT, quantize_qdq
+from edge.compile.precision import LANDMARK_OUTPUT
+from edge.compile.quantize import quantize_qdq
 from edge.runtime.sidecar import check_engine
 from edge.fileio import file_sha256
 from edge.errors import ConfigError, EngineError, ModelError

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.errors import DatasetError
-from edge.train.datasets import (FaceRecord, read_mat_folder, read_pose_mat, read_pts, read_pts_folder,
+from edge.eval.datasets import (FaceRecord, read_mat_folder, read_pose_mat, read_pts, read_pts_folder,
                                  read_teacher_npz, read_wflw_list, write_pts, write_teacher_npz)
 
 RNG = np.random.default_rng(0)

@@ -14,7 +14,7 @@ from edge.model.crop import crop_from_landmarks
 from edge.detectors.blazeface import (KEYPOINT_NAMES, DetectorCascade, Detections, FaceDetector, crop_for_detection, decode, iou,
                                     ssd_anchors, weighted_nms)
 from edge.runtime import open_engine
-from edge.train.datasets import read_pts
+from edge.eval.datasets import read_pts
 
 # The astronaut's face in the 512x512 photo, read off the image: box and eye centres (x, y) px.
 FACE_BOX = (180, 85, 270, 175)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.eval import metrics
-from edge.train.datasets import write_pts
+from edge.eval.datasets import write_pts
 
 
 def _face(k: int, right: tuple, left: tuple) -> np.ndarray:
@@ -227,7 +227,7 @@ def test_landmarks_baseline_is_scored_on_the_same_faces_by_region(astronaut_fold
     import json
 
     from edge.eval.__main__ import main
-    from edge.train.datasets import write_teacher_npz
+    from edge.eval.datasets import write_teacher_npz
 
     teacher = tmp_path / "teacher.npz"
     pts = schematic_face(*ASTRONAUT_EYES)
@@ -246,7 +246,7 @@ def test_pose_command_against_teacher_labels(astronaut_folder, tmp_path):
     import json
 
     from edge.eval.__main__ import main
-    from edge.train.datasets import write_teacher_npz
+    from edge.eval.datasets import write_teacher_npz
 
     teacher = tmp_path / "teacher.npz"
     pts = schematic_face(*ASTRONAUT_EYES)

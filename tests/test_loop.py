@@ -18,7 +18,9 @@ from edge.app.run import open_pipeline
 from edge.app.benchmark import benchmark, decode_frames
 from edge.io.demo import render_demo_frame
 from edge.pipeline.loop import run_loop
-from edge.io.sinks import JsonLinesWriter, Outputs
+from edge.io.sinks import FrameResult, Sinks
+from edge.io.sinks.jsonl import JsonLinesSink
+from edge.io.sinks.video import VideoSink
 from edge.pipeline.render import default_overlay
 from edge.io.sources import FolderSource, MemorySource
 from edge.pipeline.stats import STAGES, RunStats
@@ -46,8 +48,8 @@ def read_lines(path):
 
 def test_run_writes_one_json_line_and_one_video_frame_per_frame(tmp_path, pipeline, demo_frames):
     stats = RunStats()
-    outputs = Outputs(default_overlay(lambda: stats.fps), save=str(tmp_path / "o.mp4"),
-                      json_path=str(tmp_path / "o.jsonl"))
+    outputs = Sinks([VideoSink(str(tmp_path / "o.mp4")), JsonLinesSink(str(tmp_path / "o.jsonl"))],
+                    default_overlay(lambda: stats.fps))
     try:
         run_loop(MemorySource(demo_frames), pipeline, outputs, stats)
     finally:
@@ -64,7 +66,7 @@ def test_run_writes_one_json_line_and_one_video_frame_per_frame(tmp_path, pipeli
 
 
 def test_max_frames_stops_early(pipeline, demo_frames):
-    stats = run_loop(MemorySource(demo_frames), pipeline, Outputs(None), RunStats(), max_frames=3)
+    stats = run_loop(MemorySource(demo_frames), pipeline, Sinks(), RunStats(), max_frames=3)
     assert stats.frames == 3
 
 
@@ -76,7 +78,7 @@ class CrashingSource(MemorySource):
 
 
 def test_json_lines_are_complete_when_the_loop_dies(tmp_path, pipeline, demo_frames):
-    outputs = Outputs(None, json_path=str(tmp_path / "o.jsonl"))
+    outputs = Sinks([JsonLinesSink(str(tmp_path / "o.jsonl"))])
     with pytest.raises(RuntimeError, match="on fire"):
         run_loop(CrashingSource(demo_frames[:4]), pipeline, outputs, RunStats())
     assert len(read_lines(tmp_path / "o.jsonl")) == 4  # read before close: every line already flushed
@@ -86,8 +88,8 @@ def test_json_lines_are_complete_when_the_loop_dies(tmp_path, pipeline, demo_fra
 def test_face_json_record(tmp_path):
     face = Face(7, TrackState.TRACKED, np.array([1, 2, 30, 40], np.float32), np.full((68, 2), 5.123, np.float32),
                 np.array([10.0, -5.0, 3.0], np.float32), 0.8765)
-    writer = JsonLinesWriter(str(tmp_path / "f.jsonl"))
-    writer.write(Frame(np.zeros((4, 4, 3), np.uint8), 3, 100.0), [face], {"total": 1.23456})
+    writer = JsonLinesSink(str(tmp_path / "f.jsonl"))
+    writer.write(FrameResult(Frame(np.zeros((4, 4, 3), np.uint8), 3, 100.0), [face], {"total": 1.23456}), None)
     writer.close()
     (line,) = read_lines(tmp_path / "f.jsonl")
     (record,) = line["faces"]
@@ -147,7 +149,7 @@ def test_summary_fps_is_the_wall_rate_and_matches_the_json_lines(tmp_path, pipel
     """The JSON writing counts in `output` and `total` (issue 16: the summary's FPS was 7 % above the wall rate)."""
     frames = demo_frames * 4
     stats = RunStats()
-    outputs = Outputs(None, json_path=str(tmp_path / "o.jsonl"))
+    outputs = Sinks([JsonLinesSink(str(tmp_path / "o.jsonl"))])
     start = time.perf_counter()
     run_loop(MemorySource(frames), pipeline, outputs, stats)
     wall = time.perf_counter() - start
@@ -162,17 +164,17 @@ def test_summary_fps_is_the_wall_rate_and_matches_the_json_lines(tmp_path, pipel
     assert summary["stages_ms"]["output"]["n"] == len(frames)  # the JSON line's own writing
 
 
-class CtrlCInTheJsonLine(Outputs):
+class CtrlCInTheJsonLine(Sinks):
     """Ctrl-C lands while frame `at` is being written."""
 
     def __init__(self, json_path: str, at: int) -> None:
-        super().__init__(None, json_path=json_path)
+        super().__init__([JsonLinesSink(json_path)])
         self.at = at
 
-    def record(self, frame: Frame, faces, stage_ms) -> None:
-        if frame.index == self.at:
+    def record(self, result: FrameResult) -> None:
+        if result.frame.index == self.at:
             raise KeyboardInterrupt
-        super().record(frame, faces, stage_ms)
+        super().record(result)
 
 
 def test_after_ctrl_c_the_summary_counts_the_frames_the_json_holds(tmp_path, pipeline, demo_frames):
@@ -194,7 +196,7 @@ def undecodable_folder(tmp_path):
 def test_an_input_without_one_decodable_frame_is_a_one_line_source_error(undecodable_folder, pipeline):
     message = f"{undecodable_folder}: no frame could be read (2 failed to decode)"
     with pytest.raises(SourceError, match=re.escape(message)) as err:
-        run_loop(FolderSource(str(undecodable_folder)), pipeline, Outputs(None), RunStats())
+        run_loop(FolderSource(str(undecodable_folder)), pipeline, Sinks(), RunStats())
     assert "\n" not in str(err.value)
     with pytest.raises(SourceError, match=re.escape(message)):
         decode_frames(str(undecodable_folder))

@@ -28,7 +28,7 @@ from edge.io.demo import render_demo_frame
 from edge.detectors.blazeface import detector_pixels, letterbox
 from edge.pipeline.gpu_loop import GpuFacePipeline, GpuTimer
 from edge.pipeline.loop import FacePipeline, run_loop
-from edge.io.sinks import Outputs
+from edge.io.sinks import Sinks
 from edge.io.sources import MemorySource, VideoFileSource
 from edge.pipeline.stats import RunStats
 from edge.runtime.buffers import STAGED, ZERO_COPY
@@ -120,7 +120,7 @@ def frames(request) -> List[np.ndarray]:
 
 def loop_landmarks(pipeline: FacePipeline, frames: List[np.ndarray]) -> Landmarks:
     per_frame: Landmarks = []
-    run_loop(MemorySource(frames), pipeline, Outputs(None), RunStats(),
+    run_loop(MemorySource(frames), pipeline, Sinks(), RunStats(),
              on_frame=lambda frame, faces: per_frame.append({f.track_id: f.landmarks_px for f in faces}))
     return per_frame
 

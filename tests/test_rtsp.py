@@ -28,8 +28,10 @@ from edge.errors import SourceError
 from edge.app.run import open_pipeline
 from edge.io.demo import render_demo_frame
 from edge.pipeline.loop import FacePipeline, run_loop
-from edge.io.sinks import Outputs
-from edge.io.sources import LiveOptions, MemorySource, open_source
+from edge.io.sinks import Sinks
+from edge.io.sinks.jsonl import JsonLinesSink
+from edge.io.sources import LiveOptions, MemorySource
+from edge.io.uri import open_source
 from edge.pipeline.stats import RunStats
 from edge.types import Frame
 
@@ -126,7 +128,7 @@ def test_rtsp_server_killed_mid_run_the_loop_resumes_and_the_json_shows_the_outa
 
     logged: List[str] = []
     jsonl = tmp_path / "run.jsonl"
-    outputs = Outputs(overlay=None, json_path=str(jsonl))
+    outputs = Sinks([JsonLinesSink(str(jsonl))])
     started = time.monotonic()
     try:
         options = LiveOptions(reconnect_s=0.2, reconnect_max_s=0.5, give_up_s=20.0)  # a failed restart fails
@@ -216,7 +218,7 @@ class OutageSource(MemorySource):
 
 def test_the_frame_after_an_outage_resets_the_tracks_and_its_json_line_has_the_gap(tmp_path):
     tracker = CountingTracker()
-    outputs = Outputs(overlay=None, json_path=str(tmp_path / "o.jsonl"))
+    outputs = Sinks([JsonLinesSink(str(tmp_path / "o.jsonl"))])
     try:
         run_loop(OutageSource([np.zeros((8, 8, 3), np.uint8)] * 6), FacePipeline(None, None, tracker), outputs,
                  RunStats())

@@ -11,7 +11,8 @@ import pytest
 from edge.errors import SourceError
 from edge.io import camera
 from edge.io.demo import DemoSource, render_demo_frame
-from edge.io.sources import FolderSource, LiveOptions, VideoFileSource, open_source
+from edge.io.sources import FolderSource, LiveOptions, VideoFileSource
+from edge.io.uri import open_source
 
 
 def numbered(i: int, size=(48, 64)) -> np.ndarray:

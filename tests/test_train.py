@@ -21,7 +21,7 @@ from edge.train.boxes import negative_box
 from edge.train.checkpoint import load_training_state
 from edge.train.config import AugmentConfig, train_config_from_dict
 from edge.train.data import CropDataset
-from edge.train.datasets import FaceRecord, write_pts, write_teacher_npz
+from edge.eval.datasets import FaceRecord, write_pts, write_teacher_npz
 from edge.train.losses import wing
 from edge.train.sources import Source
 from edge.train.train import run, training_device

@@ -20,8 +20,9 @@ from edge.config import Config
 from edge.errors import ConfigError
 from edge.app.run import open_pipeline
 from edge.pipeline.loop import no_frames_error, run_loop
-from edge.io.sinks import Outputs
-from edge.io.sources import MemorySource, open_source
+from edge.io.sinks import Sinks
+from edge.io.sources import MemorySource
+from edge.io.uri import open_source
 from edge.pipeline.stats import RunStats
 
 DECODE_BUDGET_MB = 1024  # at most this much decoded video (640x360: 0.7 MB a frame, 1080p: 6.2 MB) ...
@@ -79,7 +80,7 @@ def benchmark(images: List[np.ndarray], config: Config, runs: int,
                 gpu.ms.clear()
             stats = RunStats()
             start = time.perf_counter()
-            run_loop(MemorySource(images), pipeline, Outputs(None), stats)
+            run_loop(MemorySource(images), pipeline, Sinks(), stats)
             summary = stats.summary()
             summary["wall_fps"] = len(images) / (time.perf_counter() - start)
             if gpu is not None:

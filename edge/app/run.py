@@ -1,4 +1,4 @@
-"""The camera loop assembled from a Config: source, engines, detector, aligner, tracker, outputs."""
+"""The camera loop assembled from a Config: source, engines, detector, aligner, tracker, sinks."""
 from __future__ import annotations
 
 import sys
@@ -11,9 +11,10 @@ from edge.config import Config
 from edge.pipeline.aligner import Aligner
 from edge.detectors.blazeface import DetectorCascade, FaceDetector, crop_for_detection
 from edge.pipeline.loop import FacePipeline, run_loop
-from edge.io.sinks import Outputs, open_window
+from edge.io.sinks import SinkOptions, Sinks, open_sink
 from edge.pipeline.render import default_overlay
-from edge.io.sources import Source, open_source
+from edge.io.sources import Source
+from edge.io.uri import open_source
 from edge.pipeline.stats import RunStats
 from edge.pipeline.tracker import Tracker
 from edge.runtime import open_engine
@@ -81,18 +82,27 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
         source = stack.enter_context(open_source(config.source.input, config.source.live(), log))
         log(f"input: {source.uri}" + (" (no camera found)" if config.source.input == "auto" and not source.live
                                        else ""))
-        outputs = Outputs(default_overlay(lambda: stats.fps), config.output.save, config.output.json,
-                          open_window(config.output.display), fps=getattr(source, "fps", 30.0))
-        stack.callback(outputs.close)
+        sinks = open_sinks(config, getattr(source, "fps", 30.0), default_overlay(lambda: stats.fps), stack, log)
         pipeline = open_pipeline(config, stack, log, live_source=source.live)
         progress = _progress_bar(source, config, stack)
         try:
-            run_loop(source, pipeline, outputs, stats, config.source.max_frames,
+            run_loop(source, pipeline, sinks, stats, config.source.max_frames,
                      on_frame=(lambda frame, faces: progress.update(1)) if progress is not None else None)
         finally:
             on_loop_end()
             stats.skipped = source.skipped
     return stats
+
+
+def open_sinks(config: Config, fps: float, overlay: object, stack: ExitStack,
+               log: Callable[[str], None] = lambda line: None) -> Sinks:
+    """Every sink the config asks for, closed with `stack` (one that fails to open closes those before it)."""
+    opened = []
+    for target, key, flag in config.output.sink_targets():
+        sink = open_sink(target, SinkOptions(fps=fps, flag=flag, log=log), key)
+        stack.callback(sink.close)
+        opened.append(sink)
+    return Sinks(opened, overlay)
 
 
 def _progress_bar(source: Source, config: Config, stack: ExitStack) -> Optional[Any]:

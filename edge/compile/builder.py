@@ -6,36 +6,23 @@ compatibility layer (trt_compat) on one code path for TensorRT 8.5 to 11.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from edge.pipeline.calibration_set import CalibrationSet
 from edge.runtime.gpu import GpuInfo, query_gpu
-from edge.runtime.engine_request import ENGINES_DIR, BuildRequest, ProfileShapes, Shape, profile_shapes, utc_now
+from edge.runtime.engine_request import ENGINES_DIR, BuildRequest, ProfileShapes, profile_shapes, utc_now
 from edge.runtime.sidecar import CacheKey, Sidecar, read_sidecar, reusable, write_sidecar
 from edge.runtime import trt_compat as compat
-from edge.compile.precision import Layer, float_layers
-from edge.compile.quantize import LANDMARK_OUTPUT
+from edge.compile.precision import LANDMARK_OUTPUT, Layer, float_layers
+from edge.compile.onnx_info import OnnxInfo, inspect_onnx
 from edge.errors import EngineError, ModelError
 from edge.fileio import file_sha256, write_atomic
 
 if TYPE_CHECKING:  # the tensorrt-stubs package: `make lint` checks our TensorRT calls against it
     import tensorrt
-
-_QDQ_OPS = (b"QuantizeLinear", b"DequantizeLinear")
-
-
-@dataclass(frozen=True)
-class OnnxInfo:
-    path: str
-    sha256: str
-    inputs: Dict[str, Shape]
-    metadata: Dict[str, str]
-    has_qdq: bool
-
 
 @dataclass(frozen=True)
 class BuildPlan:
@@ -53,19 +40,6 @@ class BuildResult:
     sidecar: Sidecar
     built: bool  # False: an up-to-date engine was reused
     note: str  # why it was (re)built, or that it was reused
-
-
-def inspect_onnx(path: str) -> OnnxInfo:
-    """Inputs, custom metadata and sha256 of an ONNX file; ModelError for a missing or non-ONNX file."""
-    from edge.runtime.onnxrt import OnnxRuntimeEngine
-
-    with OnnxRuntimeEngine(path, threads=1) as engine:  # checks existence, emptiness, and that it parses
-        inputs = {name: spec.shape for name, spec in engine.inputs.items()}
-        metadata = dict(engine.metadata)
-    with open(path, "rb") as f:
-        data = f.read()
-    has_qdq = all(op in data for op in _QDQ_OPS)  # op_type strings sit verbatim in the protobuf
-    return OnnxInfo(path, hashlib.sha256(data).hexdigest(), inputs, metadata, has_qdq)
 
 
 def plan_build(request: BuildRequest) -> BuildPlan:

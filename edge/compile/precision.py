@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Set, Tuple
 
+LANDMARK_OUTPUT = "landmarks"  # ATPN's landmark tensor: the float part starts after it
+
 
 @dataclass(frozen=True)
 class Layer:

@@ -16,7 +16,7 @@ import sys
 from typing import Any, Dict, Iterator, List, Optional
 
 from edge.pipeline.calibration_set import CalibrationSet
-from edge.compile.precision import Layer, float_layers
+from edge.compile.precision import LANDMARK_OUTPUT, Layer, float_layers
 from edge.errors import EdgeError, ModelError
 from edge.fileio import atomic_path
 
@@ -24,7 +24,6 @@ KEEP_FLOAT = ("none", "after-landmarks")
 DEFAULT_KEEP_FLOAT = "after-landmarks"
 METHODS = ("minmax", "percentile")
 QUANT_METADATA_KEY = "atpn_quantization"
-LANDMARK_OUTPUT = "landmarks"
 
 
 def float_nodes(graph: Any) -> List[str]:
@@ -63,7 +62,7 @@ def quantize_qdq(onnx_path: str, calib_dir: str, out_path: str, keep_float: str 
     if keep_float not in KEEP_FLOAT or method not in METHODS:
         raise ModelError(f"--keep-float must be one of {', '.join(KEEP_FLOAT)} and --method one of "
                          f"{', '.join(METHODS)}; got {keep_float!r}, {method!r}")
-    from edge.compile.builder import inspect_onnx
+    from edge.compile.onnx_info import inspect_onnx
 
     info = inspect_onnx(onnx_path)
     if info.has_qdq:

@@ -32,7 +32,7 @@ from edge.eval.sequences import config_for_length
 from edge.app.run import open_pipeline
 from edge.pipeline.loop import FacePipeline
 from edge.runtime import BACKENDS
-from edge.train.datasets import read_pts_folder
+from edge.eval.datasets import read_pts_folder
 
 SUMMARY_KEYS = {
     "landmarks": ("faces", "found", "detection_rate", "nme_mean", "nme_median", "fr_10", "auc_10", "nme_by_region"),

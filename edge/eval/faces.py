@@ -22,7 +22,7 @@ from edge.pipeline.aligner import Aligner
 from edge.model.crop import CropBox, crop_from_landmarks
 from edge.detectors.blazeface import DetectorCascade
 from edge.pipeline.tracker import PlaceFn, bounds, iou
-from edge.train.datasets import FaceRecord
+from edge.eval.datasets import FaceRecord
 
 BOX_MODES = ("detector", "labels")
 MATCH_IOU = 0.3  # detection vs landmark box: the two box conventions differ, a wrong face scores ~0

@@ -13,7 +13,7 @@ from edge.eval import metrics
 from edge.eval.faces import FaceFinder, measure
 from edge.eval.plot import write_ced
 from edge.eval.report import write_csv, write_json
-from edge.train.datasets import FaceRecord, load_teacher_arrays
+from edge.eval.datasets import FaceRecord, load_teacher_arrays
 
 Row = Dict[str, Any]
 

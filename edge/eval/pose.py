@@ -11,7 +11,7 @@ from edge.errors import DatasetError
 from edge.eval import metrics
 from edge.eval.faces import FaceFinder, measure
 from edge.eval.report import write_csv, write_json
-from edge.train.datasets import FaceRecord, read_teacher_npz
+from edge.eval.datasets import FaceRecord, read_teacher_npz
 
 Row = Dict[str, Any]
 

@@ -23,7 +23,7 @@ from edge.eval.sequences import SequenceConfig, SyntheticFrame, make_sequence
 from edge.detectors.blazeface import Detections
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.tracker import bounds, iou
-from edge.train.datasets import FaceRecord
+from edge.eval.datasets import FaceRecord
 from edge.types import Face
 
 TRACKED_IOU = 0.5

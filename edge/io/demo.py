@@ -70,9 +70,9 @@ def load_astronaut() -> np.ndarray:
     """The photo, fetched into models/ on first use (see edge.assets)."""
     from edge.assets import fetch_astronaut
     from edge.errors import SourceError
-    from edge.setup_models import DEFAULT_DIR
+    from edge.fileio import MODELS_DIR
 
-    path = fetch_astronaut(DEFAULT_DIR)
+    path = fetch_astronaut(MODELS_DIR)
     png = without_chunk(path.read_bytes(), b"iCCP")  # its colour profile makes libpng warn on every run
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     if image is None:

@@ -1,4 +1,4 @@
-"""Frame sources behind one factory, with jetson-inference style URIs (see USAGE).
+"""Frame sources: the Source interface, video files, image folders and frames in memory (uri.py opens them).
 
 Files and folders are read in order, every frame, and end where they end; live cameras and streams
 are read in their own thread keeping only the newest frame, and reopened when they drop (see
@@ -10,21 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from edge.errors import SourceError
 from edge.types import Frame
-
-USAGE = """input URIs:
-  0, 1, ... | v4l2:///dev/video0     USB/V4L2 camera (read live, newest frame only; reopened if it drops)
-  csi://0                            Jetson CSI camera through GStreamer nvarguscamerasrc (same)
-  rtsp://[user:pass@]host/stream     network stream (same; the password is never printed)
-  file://clip.mp4 | clip.mp4         video file, every frame in order
-  path/to/folder                     folder of images, in sorted name order
-  demo                               built-in moving sequence made from the astronaut photo
-  auto                               camera 0 if it opens, else demo"""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MAX_BAD_FRAMES_IN_A_ROW = 50  # a file this broken is not worth reading further
@@ -163,31 +154,3 @@ class MemorySource(Source):
     def __iter__(self) -> Iterator[Frame]:
         for index, image in enumerate(self.images):
             yield Frame(image, index, 1000.0 * index / self.fps)
-
-
-def open_source(uri: str, live: LiveOptions = LiveOptions(),
-                log: Callable[[str], None] = lambda line: None) -> Source:
-    """The one factory: a URI (see USAGE) -> an opened Source, or a one-line SourceError. Live
-    sources follow `live` and `log` one line when they drop and one when they are back."""
-    from edge.io import camera
-
-    text = uri.strip()
-    if text == "auto":
-        return camera.first_camera_or_none(live, log) or open_source("demo")
-    if text == "demo":
-        from edge.io.demo import DemoSource
-
-        return DemoSource()
-    if text.isdigit() or text.startswith("v4l2://") or text.startswith("/dev/video"):
-        return camera.open_v4l2(text, live, log)
-    if text.startswith("csi://"):
-        return camera.open_csi(text, live, log)
-    if text.startswith(("rtsp://", "rtsps://", "http://", "https://")):
-        return camera.StreamSource(text, live, log)
-    path = text[len("file://"):] if text.startswith("file://") else text
-    if os.path.isdir(path):
-        return FolderSource(path)
-    if "://" in text and not text.startswith("file://"):
-        raise SourceError(f"unknown input URI scheme in {uri!r}; valid: 0, v4l2:///dev/videoN, csi://N, "
-                          "rtsp://..., file://path, a folder, demo, auto")
-    return VideoFileSource(path)

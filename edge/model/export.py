@@ -12,12 +12,12 @@ import onnx
 import torch
 
 from edge.errors import EdgeError, ModelError
-from edge.fileio import atomic_path
+from edge.fileio import PROJECT_ROOT, atomic_path
 from edge.model.atpn import ATPN, build_atpn, load_checkpoint
 from edge.model.spec import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ModelSpec
 
 OPSET = 17
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "atpn68.pt"
+DEFAULT_WEIGHTS = PROJECT_ROOT / "weights" / "atpn68.pt"
 
 
 def export_onnx(model: ATPN, path: str, opset: int = OPSET, weights_tag: str = "untrained") -> str:

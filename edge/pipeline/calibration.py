@@ -49,7 +49,7 @@ def collect_crops(source_uri: str, detector_paths: Sequence[str], spec: ModelSpe
 
     from edge.model.crop import warp_crops
     from edge.detectors.blazeface import DetectorCascade, FaceDetector, crop_for_detection
-    from edge.io.sources import open_source
+    from edge.io.uri import open_source
     from edge.runtime.onnxrt import OnnxRuntimeEngine
 
     crops: List[np.ndarray] = []

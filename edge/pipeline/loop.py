@@ -1,7 +1,7 @@
 """The camera loop: frames from a source, faces from detector + aligner + tracker, results out.
 
 `FacePipeline.process` is one frame's work with every stage timed; `run_loop` drives a source
-through it into the outputs. Both are independent of how the engines were opened (see app.py).
+through it into the sinks. Both are independent of how the engines were opened (see edge/app/run.py).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from edge.errors import SourceError
 from edge.pipeline.aligner import Aligner, Alignment
 from edge.model.crop import CropBox, warp_crops
 from edge.detectors.blazeface import Detections
-from edge.io.sinks import Outputs
+from edge.io.sinks import FrameResult, Sinks
 from edge.io.sources import Source
 from edge.pipeline.stats import FrameTimer, RunStats
 from edge.pipeline.tracker import Tracker
@@ -48,7 +48,7 @@ class FacePipeline:
             return self.aligner.run_crops(crops, matrices, boxes)
 
 
-def run_loop(source: Source, pipeline: FacePipeline, outputs: Outputs, stats: RunStats, max_frames: int = 0,
+def run_loop(source: Source, pipeline: FacePipeline, sinks: Sinks, stats: RunStats, max_frames: int = 0,
              on_frame: Optional[Callable[[Frame, List[Face]], None]] = None) -> RunStats:
     """Until the source ends, `max_frames` (0 = no limit) or the window is closed; `stats` fills as it goes,
     so a caller that catches Ctrl-C still has everything up to the last finished frame. A source without
@@ -66,10 +66,15 @@ def run_loop(source: Source, pipeline: FacePipeline, outputs: Outputs, stats: Ru
         if frame.gap_s:  # the live source dropped and came back: the faces may have moved or gone
             pipeline.tracker.reset()
         faces = pipeline.process(frame.image)
-        keep_going = outputs.show(frame, faces, timer)
-        if outputs.json is not None:  # the line holds the times up to its own writing; the stats include it
+        keep_going = True
+        if sinks.pictures:
+            with timer.stage("render"):
+                picture = sinks.draw(frame, faces)
             with timer.stage("output"):
-                outputs.record(frame, faces, dict(timer.ms, total=1000.0 * (time.perf_counter() - start)))
+                keep_going = sinks.show(FrameResult(frame, faces, dict(timer.ms)), picture)
+        if sinks.records:  # a record holds the times up to its own writing; the stats include its writing
+            with timer.stage("output"):
+                sinks.record(FrameResult(frame, faces, dict(timer.ms, total=1000.0 * (time.perf_counter() - start))))
         timer.add("total", 1000.0 * (time.perf_counter() - start))
         stats.add(timer.take(), len(faces))  # after the JSON line: a Ctrl-C leaves both with the same frames
         if on_frame is not None:

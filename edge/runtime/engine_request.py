@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from edge.errors import ConfigError
+from edge.fileio import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENGINES_DIR = PROJECT_ROOT / "engines"
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from edge.errors import DatasetError
 from edge.train.config import DataConfig
-from edge.train.datasets import FaceRecord, load_teacher_arrays, read_pts_folder, read_teacher_npz
+from edge.eval.datasets import FaceRecord, load_teacher_arrays, read_pts_folder, read_teacher_npz
 
 HOLDOUT_SEED = 20261126  # fixed: the held-out faces must not change between runs that are compared
 UTKFACE_PAD = 0.5  # UTKFace faces fill their 200 px images: unpadded, every crop would show a black frame

@@ -6,7 +6,7 @@ MediaPipe needs numpy<2, so this runs in its own environment:
 It imports only numpy, cv2, mediapipe, tqdm and numpy-only modules of edge/.
 
 Writes OUT/{set}.npz (files, landmarks [M,68,2] px, pose [M,3] deg, ok [M], plus the raw mesh so a
-refit needs no MediaPipe rerun; see edge.train.datasets) and OUT/report.json: the NME of the mapped
+refit needs no MediaPipe rerun; see edge.eval.datasets) and OUT/report.json: the NME of the mapped
 teacher against the human labels of HELEN (the baseline ATPN must beat) and a flip check of the pose
 signs. The mesh -> 68 map and mean face are fitted on HELEN train into edge/train/teacher_fit.npz.
 """
@@ -26,7 +26,7 @@ from edge.errors import EdgeError
 from edge.eval.metrics import nme, summarize_nme
 from edge.model.crop import eye_centers
 from edge.train import teacher_geometry as geo
-from edge.train.datasets import list_images, load_teacher_arrays, read_pts, write_teacher_npz
+from edge.eval.datasets import list_images, load_teacher_arrays, read_pts, write_teacher_npz
 
 SETS = {"helen_train": "helen/train", "helen_test": "helen/test", "utkface": "utkface"}
 PAD_FRACTION = 0.25  # faces filling the whole image (UTKFace) escape the detector until given a border

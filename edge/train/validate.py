@@ -15,7 +15,7 @@ import torch
 from edge.eval.metrics import nme, pose_mae
 from edge.model.atpn import ATPN
 from edge.model.crop import CropBox, crop_from_landmarks, landmarks_to_frame, pose_to_frame, warp_crops
-from edge.train.datasets import FaceRecord
+from edge.eval.datasets import FaceRecord
 
 DRIFT = 0.6  # the negative check crop: shifted sideways by this fraction of its side
 
