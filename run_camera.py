@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 OVERRIDES = {"input": "source.input", "max_frames": "source.max_frames", "backend": "runtime.backend",
              "threads": "runtime.threads", "detect_every": "tracker.detect_every",
              "track_threshold": "tracker.track_threshold", "display": "output.display", "save": "output.save",
-             "json": "output.json", "output": "output.targets", "quiet": "output.quiet",
+             "json": "output.json", "output": "output.targets", "quiet": "output.quiet", "stills": "stills.mode",
              "precision": "runtime.precision", "mirror_average": "runtime.mirror_average"}
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C, systemd / docker stop, a closed terminal
 
@@ -59,7 +59,7 @@ class StopSignals:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    from edge.config import DISPLAY_MODES, PRECISIONS
+    from edge.config import DISPLAY_MODES, PRECISIONS, STILLS_MODES
     from edge.io.uri import USAGE
     from edge.runtime import BACKENDS
 
@@ -74,6 +74,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     help="a sink by URI, repeatable: out.mp4, out.jsonl, display://0, mqtt://host[:port]/topic "
                          "(--save and --json are aliases)")
     ap.add_argument("--max-frames", type=int, help="stop after N frames (0 = until the source ends)")
+    ap.add_argument("--stills", choices=STILLS_MODES,
+                    help="each picture on its own, detected and refined, never tracked from the one before "
+                         "(auto: for an image or a folder of images; off: a folder of video frames)")
     ap.add_argument("--detect-every", type=int, help="re-detect every K frames for new faces (0 = only on loss)")
     ap.add_argument("--track-threshold", type=float, help="ATPN track score below which a track ends")
     ap.add_argument("--threads", type=int, help="ONNX Runtime threads for ATPN, up to the cores (0 = all; "

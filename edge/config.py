@@ -133,6 +133,25 @@ class SourceConfig:
         require(self.give_up_s >= 0, "source.give_up_s", ">= 0 seconds (0 = keep trying)", self.give_up_s)
 
 
+STILLS_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class StillsConfig:
+    """Photos are independent: each is detected and refined on its own, never tracked from the one before
+    (MediaPipe's static_image_mode). `python -m edge.eval landmarks` measures exactly this path."""
+
+    mode: str = "auto"  # auto: an image file or a folder of images runs as stills; on: any source; off: as a sequence
+    passes: int = 1  # ATPN passes per face; each one more re-crops from the last landmarks
+
+    def __post_init__(self) -> None:
+        require(self.mode in STILLS_MODES, "stills.mode", f"one of {', '.join(STILLS_MODES)}", self.mode)
+        require(self.passes >= 1, "stills.passes", ">= 1", self.passes)
+
+    def applies_to(self, source_is_photos: bool) -> bool:
+        return self.mode == "on" or (self.mode == "auto" and source_is_photos)
+
+
 @dataclass(frozen=True)
 class OutputConfig:
     display: str = "auto"
@@ -162,6 +181,7 @@ class Config:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
+    stills: StillsConfig = field(default_factory=StillsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":

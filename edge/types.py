@@ -18,6 +18,7 @@ class Frame:
     index: int
     t_ms: float
     gap_s: float = 0.0
+    name: str = ""  # the file it came from, for a folder of photos
 
 
 class TrackState(Enum):

@@ -65,23 +65,21 @@ def held_out_set(astronaut_calibration_set) -> CalibrationSet:
 
 def test_calibration_crops_are_the_runtime_warp_of_detected_faces(clip_set, hamilton_clip):
     from edge.model.crop import warp_crops
-    from edge.detectors.blazeface import FaceDetector, crop_for_detection
+    from edge.detectors.blazeface import FaceDetector
     from edge.io.uri import open_source
     from edge.runtime.onnxrt import OnnxRuntimeEngine
 
     assert clip_set.count == 24 and clip_set.crop_shape == (3, 112, 112)
     assert clip_set.manifest["count"] == 24 and clip_set.manifest["spec"]["input_size"] == 112
-    detector = FaceDetector(OnnxRuntimeEngine(str(model_path("blazeface_short.onnx")), threads=1))
-    spec_scale = clip_set.manifest["spec"]["crop_scale"]
+    detector = FaceDetector(OnnxRuntimeEngine(str(model_path("blazeface_short.onnx")), threads=1),
+                            clip_set.manifest["spec"]["crop_scale"])
     with open_source(str(hamilton_clip)) as source:
         for frame in source:  # the first sampled frame with a face gave the first crop(s)
             if frame.index % clip_set.manifest["every"]:
                 continue
             dets = detector.detect(frame.image)
             if len(dets):
-                boxes = [crop_for_detection(b, k, spec_scale, detector.variant) for b, k in
-                         zip(dets.boxes_xyxy, dets.keypoints)]
-                expected, _ = warp_crops(frame.image, boxes, replace_spec(clip_set))
+                expected, _ = warp_crops(frame.image, list(dets.crops), replace_spec(clip_set))
                 break
     first = next(clip_set.batches(len(expected)))
     np.testing.assert_array_equal(first, expected)

@@ -10,9 +10,9 @@ import pytest
 from conftest import model_path
 from edge.errors import ModelError
 from edge.detectors.blazeface_convert import CLASSIFICATORS, REGRESSORS
-from edge.model.crop import crop_from_landmarks
-from edge.detectors.blazeface import (KEYPOINT_NAMES, DetectorCascade, Detections, FaceDetector, crop_for_detection, decode, iou,
-                                    ssd_anchors, weighted_nms)
+from edge.model.crop import CropBox, crop_from_landmarks
+from edge.detectors.base import DetectorCascade, Detections, iou
+from edge.detectors.blazeface import KEYPOINT_NAMES, FaceDetector, crop_for_detection, decode, ssd_anchors, weighted_nms
 from edge.runtime import open_engine
 from edge.eval.datasets import read_pts
 
@@ -77,12 +77,12 @@ def test_cascade_uses_the_far_model_only_when_the_near_one_finds_nothing(astrona
     near, far = (FaceDetector(open_engine(str(model_path(f"blazeface_{v}.onnx")), threads=1)) for v in ("short", "full"))
     cascade = DetectorCascade([near, far])
     close = cascade.detect(astronaut_bgr)
-    assert len(close) == 1 and close.variant == "short"
+    assert len(close) == 1 and close.crops == near.detect(astronaut_bgr).crops  # the short-range model's answer
     distant = np.zeros((360, 640, 3), np.uint8)  # the face ~17 px wide: too small for the 128 px model
     distant[100:196, 300:396] = cv2.resize(astronaut_bgr, (96, 96), interpolation=cv2.INTER_AREA)
     assert len(near.detect(distant)) == 0
     found = cascade.detect(distant)
-    assert len(found) == 1 and found.variant == "full"
+    assert len(found) == 1 and found.crops == far.detect(distant).crops
     assert cascade.detectors == [far, near]  # the model that found the face goes first next time
     assert 300 <= found.boxes_xyxy[0, 0] < found.boxes_xyxy[0, 2] <= 396
     assert len(cascade.detect(np.zeros((360, 640, 3), np.uint8))) == 0
@@ -134,11 +134,13 @@ def test_iou_of_hand_made_boxes():
     ("boxes_xyxy", np.zeros((1, 5), np.float32), r"boxes_xyxy .* shape \(K, 4\)"),
     ("scores", np.zeros(2, np.float32), r"scores .* shape \(1,\)"),
     ("keypoints", np.zeros((1, 6, 2), np.float64), r"keypoints must be a float32"),
+    ("keypoints", np.zeros((2, 6, 2), np.float32), r"keypoints .* shape \(1, K, 2\)"),
     ("scores", [0.5], r"scores .* but got list"),
+    ("crops", (), r"one CropBox per face \(1\), got 0"),
 ])
 def test_detections_reject_bad_arrays(field, value, message):
     good = dict(boxes_xyxy=np.zeros((1, 4), np.float32), scores=np.zeros(1, np.float32),
-                keypoints=np.zeros((1, 6, 2), np.float32))
+                keypoints=np.zeros((1, 6, 2), np.float32), crops=(CropBox(0, 0, 1),))
     Detections(**good)
     with pytest.raises(ValueError, match=message):
         Detections(**{**good, field: value})

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-from functools import partial
 
 import numpy as np
 import pytest
@@ -218,7 +217,7 @@ def test_landmarks_command_writes_csv_json_and_ced(astronaut_folder, tmp_path, b
     assert set(regions) == {"jaw", "brows", "nose", "eyes", "mouth"}
     assert regions["eyes"] == pytest.approx(float(rows[0]["nme_eyes"]), rel=1e-5)
     if boxes == "detector":
-        assert float(rows[0]["detector_iou"]) > 0.5  # the hand-made labels sit on the detected face
+        assert float(rows[0]["match_iou"]) > 0.5  # the hand-made labels sit on the detected face
     plot = cv2.imread(str(out / "ced.png"))
     assert plot is not None and plot.shape[2] == 3 and (plot < 128).any()
 
@@ -328,7 +327,7 @@ def test_tracking_with_a_perfect_aligner_tracks_and_rarely_detects(astronaut_bgr
     from edge.eval.sequences import SequenceConfig, make_sequence
     from edge.eval.tracking import CountingDetector, run_sequence, summarize
     from edge.model.spec import ModelSpec
-    from edge.detectors.blazeface import FaceDetector, crop_for_detection
+    from edge.detectors.blazeface import FaceDetector
     from edge.pipeline.loop import FacePipeline
     from edge.pipeline.tracker import Tracker
     from edge.runtime import open_engine
@@ -342,9 +341,8 @@ def test_tracking_with_a_perfect_aligner_tracks_and_rarely_detects(astronaut_bgr
             yield frame
 
     with open_engine(str(model_path("blazeface_short.onnx"))) as engine:  # the cheaper detector: this tests the tracking
-        detector = FaceDetector(engine)
-        tracker = Tracker(TrackerConfig(detect_every=30), crop_scale=1.6,
-                          place_detection=partial(crop_for_detection, scale=1.6))
+        detector = FaceDetector(engine, crop_scale=1.6)
+        tracker = Tracker(TrackerConfig(detect_every=30), crop_scale=1.6)
         counter = CountingDetector(detector)
         pipeline = FacePipeline(counter, oracle, tracker)
         rows = run_sequence(pipeline, counter, frames(), 0)

@@ -56,7 +56,7 @@ def test_run_writes_one_json_line_and_one_video_frame_per_frame(tmp_path, pipeli
         outputs.close()
     lines = read_lines(tmp_path / "o.jsonl")
     assert [line["index"] for line in lines] == list(range(len(demo_frames)))
-    assert all(set(line) == {"index", "t_ms", "faces", "ms"} for line in lines)
+    assert all(set(line) == {"index", "t_ms", "mode", "faces", "ms"} and line["mode"] == "sequence" for line in lines)
     assert all(set(line["ms"]) <= set(STAGES) and line["ms"]["total"] > 0 for line in lines)
     assert "detect" in lines[0]["ms"]  # the first frame always runs the detector
     summary = stats.summary()

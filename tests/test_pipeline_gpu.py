@@ -159,7 +159,7 @@ def stand_in_pipeline(placement: str, monkeypatch) -> Iterator[GpuFacePipeline]:
     max_batch = 2 * config.tracker.max_faces  # ATPN's largest batch, mirror averaging included
     need_models()
     monkeypatch.setattr(app, "engine_file", lambda _config, path, *_rest: path)  # the ONNX itself, no engine build
-    monkeypatch.setattr(app, "open_engine", lambda path, backend, threads: CudaStandIn(path, placement, max_batch))
+    monkeypatch.setattr(app, "open_engine", lambda path, *_backend_threads_spin: CudaStandIn(path, placement, max_batch))
     with ExitStack() as stack:
         yield app.open_pipeline(config, stack)
 
@@ -199,7 +199,7 @@ def test_gpu_pipeline_takes_device_engines_sharing_one_context():
     need_models()
     with ExitStack() as stack:
         cpu = app.open_pipeline(load_config(None), stack)
-        with pytest.raises(TypeError, match="engines that run on the GPU .* got OnnxRuntimeEngine"):
+        with pytest.raises(TypeError, match="whose engines run on the GPU .* got OnnxRuntimeEngine"):
             GpuFacePipeline(cpu.detector, cpu.aligner, cpu.tracker, 4)  # type: ignore[arg-type]
 
     def device_engine(ctx: object) -> SimpleNamespace:

@@ -1,7 +1,6 @@
 """The tracker state machine on synthetic scenes: a fake detector and a fake ATPN that see the truth."""
 from __future__ import annotations
 
-from functools import partial
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -10,7 +9,8 @@ import pytest
 from edge.config import TrackerConfig
 from edge.pipeline.aligner import Alignment
 from edge.model.crop import CropBox
-from edge.detectors.blazeface import Detections, crop_for_detection
+from edge.detectors.base import Detections
+from edge.detectors.blazeface import crop_for_detection
 from edge.pipeline.tracker import Tracker, iou
 from edge.types import TrackState
 
@@ -48,7 +48,8 @@ class Scene:
         kps[:, 1] = [(f["cx"] + 0.2 * f["s"], f["cy"]) for f in seen]
         kps[:, 4] = [(f["cx"] - 0.45 * f["s"], f["cy"]) for f in seen]
         kps[:, 5] = [(f["cx"] + 0.45 * f["s"], f["cy"]) for f in seen]
-        return Detections(boxes, np.array([f.get("score", 0.9) for f in seen], np.float32), kps)
+        crops = tuple(crop_for_detection(box, points, CROP_SCALE) for box, points in zip(boxes, kps))
+        return Detections(boxes, np.array([f.get("score", 0.9) for f in seen], np.float32), kps, crops)
 
     def align(self, image: np.ndarray, boxes: Sequence[CropBox]) -> Alignment:
         """ATPN that finds the face whose centre lies in the crop; an empty crop gives a low score."""
@@ -72,8 +73,7 @@ class Scene:
 def make_tracker(**overrides: object) -> Tracker:
     settings = dict(track_threshold=0.5, detect_every=10, max_faces=4)
     settings.update(overrides)
-    return Tracker(TrackerConfig(**settings), crop_scale=CROP_SCALE,  # type: ignore[arg-type]
-                   place_detection=partial(crop_for_detection, scale=CROP_SCALE))
+    return Tracker(TrackerConfig(**settings), crop_scale=CROP_SCALE)  # type: ignore[arg-type]
 
 
 def run(tracker: Tracker, scene: Scene, frames: int, move=None) -> List[list]:

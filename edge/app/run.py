@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edge.config import Config
 from edge.pipeline.aligner import Aligner
-from edge.detectors.blazeface import DetectorCascade, FaceDetector, crop_for_detection
+from edge.detectors.base import DetectorCascade
+from edge.detectors.blazeface import FaceDetector
 from edge.pipeline.loop import FacePipeline, run_loop
 from edge.io.sinks import SinkOptions, Sinks, open_sink
 from edge.pipeline.render import default_overlay
@@ -17,32 +17,34 @@ from edge.io.sources import Source
 from edge.io.uri import open_source
 from edge.pipeline.stats import RunStats
 from edge.pipeline.tracker import Tracker
-from edge.runtime import open_engine
+from edge.runtime import backend_named, open_engine
 
 
 def open_pipeline(config: Config, stack: ExitStack, log: Callable[[str], None] = lambda line: None,
                   live_source: bool = False) -> FacePipeline:
     """Both engines on the configured backend (closed with `stack`), wired into one pipeline.
 
-    TensorRT runs the GPU pipeline (pre-processing on the device, one stream); its engines come
-    from the configured ONNX files, built on first use and cached, like jetson-inference. A live
-    source paces the loop, so by default ONNX Runtime's threads sleep between frames (runtime.spin)."""
+    A backend that builds engines (TensorRT) gets them from the configured ONNX files, built on first use
+    and cached, like jetson-inference; one whose engines run on the device gets the GPU loop (pre-processing
+    there, one stream). A live source paces the loop, so by default ONNX Runtime's threads sleep between
+    frames (runtime.spin)."""
     runtime = config.runtime
+    backend = backend_named(runtime.backend)
     spin = runtime.spins(live_source)
     max_crops = config.tracker.max_faces * (2 if runtime.mirror_average else 1)  # ATPN's largest batch
-    detectors = []
-    for path in config.models.detector_paths():
-        engine = stack.enter_context(open_engine(engine_file(config, path, "1", log), runtime.backend,
-                                                 runtime.detector_threads, spin))
-        detectors.append(FaceDetector(engine, score_threshold=config.detector.score_threshold))
     atpn_engine = stack.enter_context(open_engine(engine_file(config, config.models.path("atpn"),
                                                               f"1:{max_crops}:{max_crops}", log),
                                                   runtime.backend, runtime.threads, spin))
     aligner = Aligner(atpn_engine, mirror_average=runtime.mirror_average)
-    detector = DetectorCascade(detectors)
     scale = aligner.spec.crop_scale
-    tracker = Tracker(config.tracker, crop_scale=scale, place_detection=partial(crop_for_detection, scale=scale))
-    if runtime.backend != "tensorrt":
+    detectors = []
+    for path in config.models.detector_paths():
+        engine = stack.enter_context(open_engine(engine_file(config, path, "1", log), runtime.backend,
+                                                 runtime.detector_threads, spin))
+        detectors.append(FaceDetector(engine, crop_scale=scale, score_threshold=config.detector.score_threshold))
+    detector = DetectorCascade(detectors)
+    tracker = Tracker(config.tracker, crop_scale=scale)
+    if not backend.on_device:
         return FacePipeline(detector, aligner, tracker)
     from edge.pipeline.gpu_loop import GpuFacePipeline
 
@@ -52,11 +54,12 @@ def open_pipeline(config: Config, stack: ExitStack, log: Callable[[str], None] =
 
 
 def engine_file(config: Config, path: str, batch: str, log: Callable[[str], None]) -> str:
-    """The file the backend loads: `path` itself, or for TensorRT the engine built from that ONNX.
+    """The file the backend opens: `path` itself, or for a backend that builds engines (TensorRT) the engine
+    built from that ONNX (edge.compile; reused while the ONNX, library and GPU are unchanged).
 
     FP16 (the default) where the library has the builder flag; a strongly typed library (TensorRT 11,
     TensorRT-RTX) builds the FP32 ONNX as FP32, said once, rather than refusing the default config."""
-    if config.runtime.backend != "tensorrt" or not path.endswith(".onnx"):
+    if not backend_named(config.runtime.backend).builds_engines or not path.endswith(".onnx"):
         return path
     from edge.compile.builder import build_engine
     from edge.runtime.engine_request import BuildRequest
@@ -80,14 +83,16 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
     turning signals into exceptions there, so the video is always finalised."""
     with ExitStack() as stack:
         source = stack.enter_context(open_source(config.source.input, config.source.live(), log))
+        stills = config.stills.applies_to(source.photos)
         log(f"input: {source.uri}" + (" (no camera found)" if config.source.input == "auto" and not source.live
-                                       else ""))
+                                       else "") + (" as stills (each picture on its own)" if stills else ""))
         sinks = open_sinks(config, getattr(source, "fps", 30.0), default_overlay(lambda: stats.fps), stack, log)
         pipeline = open_pipeline(config, stack, log, live_source=source.live)
         progress = _progress_bar(source, config, stack)
         try:
             run_loop(source, pipeline, sinks, stats, config.source.max_frames,
-                     on_frame=(lambda frame, faces: progress.update(1)) if progress is not None else None)
+                     on_frame=(lambda frame, faces: progress.update(1)) if progress is not None else None,
+                     still_passes=config.stills.passes if stills else 0)
         finally:
             on_loop_end()
             stats.skipped = source.skipped

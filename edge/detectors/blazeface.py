@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge.errors import ModelError
 from edge.model.spec import ModelSpec
 from edge.detectors.blazeface_convert import CLASSIFICATORS, INPUT_NAME, METADATA_KEY, REGRESSORS
+from edge.detectors.base import Detections, iou
 from edge.model.crop import CropBox, landmarks_to_frame, warp_crops
 from edge.runtime.base import Engine, metadata_object
 
@@ -58,39 +59,6 @@ NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold for face detection
 LOGIT_CLIP = 100.0  # score_clipping_thresh
 
 
-@dataclass(frozen=True)
-class Detections:
-    """Faces found on one frame, as parallel arrays (one row per face, best score first), frame pixels."""
-
-    boxes_xyxy: np.ndarray  # [K,4] float32
-    scores: np.ndarray  # [K] float32, face probability
-    keypoints: np.ndarray  # [K,6,2] float32, in KEYPOINT_NAMES order
-    variant: str = "short"  # the model that found them: its box convention places the first crop
-
-    def __post_init__(self) -> None:
-        k = _check_array("boxes_xyxy", self.boxes_xyxy, (None, 4))
-        _check_array("scores", self.scores, (k,))
-        _check_array("keypoints", self.keypoints, (k, len(KEYPOINT_NAMES), 2))
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    @classmethod
-    def empty(cls, variant: str = "short") -> "Detections":
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
-                   np.zeros((0, len(KEYPOINT_NAMES), 2), np.float32), variant)
-
-
-def _check_array(name: str, value: object, shape: Tuple[Optional[int], ...]) -> int:
-    ok = isinstance(value, np.ndarray) and value.dtype == np.float32 and value.ndim == len(shape) and all(
-        want is None or got == want for got, want in zip(value.shape, shape))
-    if not ok:
-        want = str(tuple("K" if d is None else d for d in shape)).replace("'", "")
-        got = f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
-        raise ValueError(f"{name} must be a float32 np.ndarray with shape {want}, but got {got}")
-    return int(value.shape[0])  # type: ignore[union-attr]
-
-
 def detector_pixels(input_size: int) -> ModelSpec:
     """How a detector input is cut: warp_crops reads only input_size/mean/std, here MediaPipe's [-1,1]
     scaling on a detector-sized square."""
@@ -104,12 +72,17 @@ def letterbox(frame_shape: Tuple[int, ...]) -> CropBox:
 
 
 class FaceDetector:
-    """`detect(frame_bgr) -> Detections`; thresholds default to MediaPipe's for the model's variant."""
+    """BlazeFace as a `NetworkDetector`: `detect(frame_bgr) -> Detections`, each face's first crop placed for
+    ATPN crops of `crop_scale` (ModelSpec.crop_scale); thresholds default to MediaPipe's for the variant."""
 
-    def __init__(self, engine: Engine, score_threshold: Optional[float] = None, nms_iou: float = NMS_IOU,
-                 max_faces: Optional[int] = None) -> None:
+    input_name = INPUT_NAME
+
+    def __init__(self, engine: Engine, crop_scale: float = ModelSpec.crop_scale, score_threshold: Optional[float] = None,
+                 nms_iou: float = NMS_IOU, max_faces: Optional[int] = None) -> None:
         self.engine = engine
+        self.crop_scale = crop_scale
         self.variant, self.input_size = _check_contract(engine)
+        self.name = f"blazeface-{self.variant}"
         options = VARIANT_OPTIONS[self.variant]
         self.anchors = ssd_anchors(self.input_size, options.strides, options.interpolated)
         expected = len(self.anchors)
@@ -126,6 +99,9 @@ class FaceDetector:
         self.nms_iou, self.max_faces = nms_iou, max_faces
         self.pixels = detector_pixels(self.input_size)
 
+    def input_box(self, frame_shape: Tuple[int, ...]) -> CropBox:
+        return letterbox(frame_shape)
+
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         image, matrices = warp_crops(frame_bgr, [letterbox(frame_bgr.shape)], self.pixels)
         return self.decode_outputs(self.engine.infer({INPUT_NAME: image}), matrices)
@@ -136,38 +112,13 @@ class FaceDetector:
                                           self.input_size, self.score_threshold)
         boxes, scores, keypoints = weighted_nms(boxes, scores, keypoints, self.nms_iou, self.max_faces)
         if not len(scores):
-            return Detections.empty(self.variant)
+            return Detections.empty(len(KEYPOINT_NAMES))
         points = np.concatenate([boxes.reshape(-1, 2, 2), keypoints], axis=1)  # corners + keypoints, [0,1]
         frame_pts = landmarks_to_frame(points.reshape(1, -1, 2), matrices, self.input_size)[0]
         frame_pts = frame_pts.reshape(len(scores), -1, 2).astype(np.float32)
-        return Detections(frame_pts[:, :2].reshape(-1, 4).copy(), scores.astype(np.float32), frame_pts[:, 2:].copy(),
-                          self.variant)
-
-
-class DetectorCascade:
-    """Detectors tried in turn until one finds a face: the short-range model (cheap, close faces,
-    which the full-range one often misses) and the full-range one (small, distant faces).
-
-    The model that found faces last goes first next time: a distant face stays distant between
-    detections, so it does not pay for a short-range miss on every one."""
-
-    def __init__(self, detectors: Sequence[FaceDetector]) -> None:
-        if not detectors:
-            raise ValueError("a DetectorCascade needs at least one detector")
-        self.detectors = list(detectors)
-
-    def detect(self, frame_bgr: np.ndarray) -> Detections:
-        return self.first_hit(lambda detector: detector.detect(frame_bgr))
-
-    def first_hit(self, run: Callable[[FaceDetector], Detections]) -> Detections:
-        """`run` on each detector in the current order until one finds a face (any backend)."""
-        for k, detector in enumerate(self.detectors):
-            found = run(detector)
-            if len(found):
-                if k:
-                    self.detectors.insert(0, self.detectors.pop(k))
-                return found
-        return found
+        boxes, keypoints = frame_pts[:, :2].reshape(-1, 4).copy(), frame_pts[:, 2:].copy()
+        crops = tuple(crop_for_detection(b, k, self.crop_scale, self.variant) for b, k in zip(boxes, keypoints))
+        return Detections(boxes, scores.astype(np.float32), keypoints, crops)
 
 
 def _check_contract(engine: Engine) -> Tuple[str, int]:
@@ -223,17 +174,6 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, inpu
     keypoints = raw[:, 4:].reshape(-1, len(KEYPOINT_NAMES), 2) + centres[:, None, :]
     valid = (half > 0).all(axis=1)
     return boxes[valid], scores[keep][valid].astype(np.float32), keypoints[valid]
-
-
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection over union of one xyxy box with each of `boxes` [N,4]."""
-    lo = np.maximum(box[:2], boxes[:, :2])
-    hi = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, iou_threshold: float,

@@ -58,9 +58,9 @@ def parser() -> argparse.ArgumentParser:
     boxes.add_argument("--boxes", choices=BOX_MODES, default="detector",
                        help="first crop from our detector (default; a missed face counts as NME = inf) or "
                             "from the labelled landmarks (an oracle: the network alone)")
-    boxes.add_argument("--passes", type=int, default=1,
-                       help="ATPN passes per face; each extra one re-crops from the last landmarks, as the "
-                            "tracker does on the next frame (default: %(default)s)")
+    boxes.add_argument("--passes", type=int,
+                       help="ATPN passes per face; each extra one re-crops from the last landmarks (default: "
+                            "stills.passes of the config, as run_camera.py runs photos)")
 
     ap = argparse.ArgumentParser(prog="python -m edge.eval", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,8 +119,7 @@ def run(args: argparse.Namespace) -> Tuple[Dict[str, Any], List[Path]]:
         if args.command == "tracking":
             return tracking.run(args.images, records, args.sequences, config_for_length(args.frames), args.seed,
                                 pipeline, out, info)
-        detector = (pipeline.detector, pipeline.tracker.place_detection) if args.boxes == "detector" else None
-        finder = FaceFinder(pipeline.aligner, detector, args.passes)
+        finder = FaceFinder(pipeline, args.boxes, args.passes or config.stills.passes)
         if args.command == "pose":
             return pose.run(args.teacher, records, finder, out, info)
         return landmarks.run(args.images, records, finder, out, info, args.baseline)
@@ -146,7 +145,7 @@ def _check_counts(args: argparse.Namespace) -> None:
     least = {"passes": 1, "limit": 0, "sequences": 1, "frames": 2}
     for name, low in least.items():
         value = getattr(args, name, low)
-        if value < low:
+        if value is not None and value < low:
             raise EdgeError(f"--{name} must be >= {low}, got {value}")
 
 

@@ -1,15 +1,13 @@
-"""How an evaluation finds a labelled face and aligns it, the way the runtime would.
+"""How an evaluation finds a labelled face and aligns it: through the product's own stills path.
 
-`detector` boxes: our face detector runs on the image and the detection that overlaps the labelled
-face most becomes the first crop, placed by the tracker's own `place_detection` (as on its first
-frame). A face the detector misses counts as a failure (NME = inf); the detection rate is reported.
-`labels` boxes: the crop the tracker would place from the true landmarks (`crop_from_landmarks`),
-an oracle that measures the network alone. More passes re-crop from the previous pass's landmarks,
-as the tracker does on the next frame of a still scene.
+`detector` boxes: `FacePipeline.process_still`, exactly what `run_camera.py -i photos/` runs on each photo
+(detect, place each face's first crop, `passes` ATPN passes, keep the faces the tracker's rules keep); the
+face whose landmark box overlaps the labelled one most is the answer. A face the product does not report
+counts as a failure (NME = inf); the detection rate is reported. `labels` boxes: the crop the tracker would
+place from the true landmarks (`crop_from_landmarks`), an oracle that measures the network alone.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence, Tuple
 
@@ -17,24 +15,14 @@ import cv2
 import numpy as np
 
 from edge.errors import DatasetError
-from edge.eval.report import progress
-from edge.pipeline.aligner import Aligner
-from edge.model.crop import CropBox, crop_from_landmarks
-from edge.detectors.blazeface import DetectorCascade
-from edge.pipeline.tracker import PlaceFn, bounds, iou
 from edge.eval.datasets import FaceRecord
+from edge.eval.report import progress
+from edge.model.crop import crop_from_landmarks
+from edge.pipeline.loop import FacePipeline
+from edge.pipeline.tracker import bounds, iou
 
 BOX_MODES = ("detector", "labels")
-MATCH_IOU = 0.3  # detection vs landmark box: the two box conventions differ, a wrong face scores ~0
-
-
-@dataclass(frozen=True)
-class Located:
-    """Where the first crop goes; crop None when the detector missed the face."""
-
-    crop: Optional[CropBox]
-    detector_score: float = math.nan
-    detector_iou: float = math.nan
+MATCH_IOU = 0.3  # reported face vs labelled landmark box: a wrong face scores ~0
 
 
 @dataclass(frozen=True)
@@ -42,52 +30,47 @@ class Aligned:
     landmarks_px: np.ndarray  # [K,2]
     pose_deg: np.ndarray  # [3] yaw, pitch, roll
     track: float
+    match_iou: float  # its landmark box against the labelled one (1.0 for label boxes)
 
 
 class FaceFinder:
-    """Locate a labelled face (detector or labels) and run ATPN on it for `passes` crops."""
+    """The labelled face as the product reports it (`detector` boxes) or from an oracle crop (`labels`)."""
 
-    def __init__(self, aligner: Aligner, detector: Optional[Tuple[DetectorCascade, PlaceFn]], passes: int = 1) -> None:
-        """`detector`: the detector and how the tracker turns a detection into a crop; None: label boxes."""
+    def __init__(self, pipeline: FacePipeline, boxes: str = "detector", passes: int = 1) -> None:
         if passes < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
-        self.aligner = aligner
-        self.detector, self.place_detection = detector if detector is not None else (None, None)
-        self.passes = passes
+        if boxes not in BOX_MODES:
+            raise ValueError(f"boxes must be one of {BOX_MODES}, got {boxes!r}")
+        self.pipeline, self.boxes, self.passes = pipeline, boxes, passes
 
-    @property
-    def boxes(self) -> str:
-        return "labels" if self.detector is None else "detector"
-
-    def locate(self, image_bgr: np.ndarray, truth: np.ndarray) -> Located:
-        if self.detector is None or self.place_detection is None:
-            return Located(crop_from_landmarks(truth, self.aligner.spec.crop_scale))
-        found = self.detector.detect(image_bgr)
-        if len(found.scores) == 0:
-            return Located(None, detector_iou=0.0)
+    def find(self, image_bgr: np.ndarray, truth: np.ndarray) -> Optional[Aligned]:
+        """None when the product reports no face on the labelled one."""
+        if self.boxes == "labels":
+            return self._from_labels(image_bgr, truth)
+        faces = self.pipeline.process_still(image_bgr, self.passes)
+        self.pipeline.timer.take()  # per-stage times are the loop's business, not the evaluation's
         target = bounds(truth)
-        overlaps = [iou(np.asarray(box, dtype=np.float64), target) for box in found.boxes_xyxy]
-        best = int(np.argmax(overlaps))
-        if overlaps[best] < MATCH_IOU:
-            return Located(None, float(found.scores[best]), overlaps[best])
-        crop = self.place_detection(found.boxes_xyxy[best], found.keypoints[best], variant=found.variant)
-        return Located(crop, float(found.scores[best]), overlaps[best])
+        scored = [(iou(face.box_xyxy, target), face) for face in faces]
+        best = max(scored, key=lambda pair: pair[0], default=None)
+        if best is None or best[0] < MATCH_IOU:
+            return None
+        overlap, face = best
+        return Aligned(face.landmarks_px, face.pose_ypr_deg, face.score, overlap)
 
-    def align(self, image_bgr: np.ndarray, crop: CropBox) -> Aligned:
-        result = self.aligner(image_bgr, [crop])
-        for _ in range(self.passes - 1):
-            crop = crop_from_landmarks(result.landmarks_px[0], self.aligner.spec.crop_scale)
-            result = self.aligner(image_bgr, [crop])
-        return Aligned(result.landmarks_px[0], result.pose_deg[0], float(result.track[0]))
+    def _from_labels(self, image_bgr: np.ndarray, truth: np.ndarray) -> Aligned:
+        aligner = self.pipeline.aligner
+        crop = crop_from_landmarks(truth, aligner.spec.crop_scale)
+        for _ in range(self.passes):
+            result = aligner(image_bgr, [crop])
+            crop = crop_from_landmarks(result.landmarks_px[0], aligner.spec.crop_scale)
+        return Aligned(result.landmarks_px[0], result.pose_deg[0], float(result.track[0]), 1.0)
 
 
 def measure(records: Sequence[FaceRecord], finder: FaceFinder, desc: str
-            ) -> Iterator[Tuple[FaceRecord, Located, Optional[Aligned]]]:
-    """Each labelled face located and aligned (None when the detector missed it), with a progress bar."""
+            ) -> Iterator[Tuple[FaceRecord, Optional[Aligned]]]:
+    """Each labelled face and what the product reports for it (None: no face there), with a progress bar."""
     for record in progress(records, desc, "face"):
-        image = read_image(record.image_path)
-        located = finder.locate(image, record.landmarks)
-        yield record, located, None if located.crop is None else finder.align(image, located.crop)
+        yield record, finder.find(read_image(record.image_path), record.landmarks)
 
 
 def read_image(path: str) -> np.ndarray:

@@ -21,9 +21,9 @@ Row = Dict[str, Any]
 def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> List[Row]:
     """One row per labelled face: where the crop came from and the NME (inf when not found)."""
     rows = []
-    for record, located, aligned in measure(records, finder, "landmarks"):
+    for record, aligned in measure(records, finder, "landmarks"):
         row = {"image": os.path.basename(record.image_path), "found": aligned is not None,
-               "detector_score": located.detector_score, "detector_iou": located.detector_iou,
+               "match_iou": math.nan if aligned is None else aligned.match_iou,
                "nme": math.inf if aligned is None else float(metrics.nme(aligned.landmarks_px, record.landmarks)),
                "track_score": math.nan if aligned is None else aligned.track}
         if len(record.landmarks) == 68:

@@ -1,6 +1,7 @@
 """`pose`: mean absolute yaw / pitch / roll error of ATPN against teacher labels (no human pose labels exist)."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -31,9 +32,9 @@ def teacher_records(npz_path: str, image_root: Optional[str], limit: int) -> Lis
 def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> List[Row]:
     """One row per face: teacher and predicted angles and their wrapped errors (NaN when not found)."""
     rows = []
-    for record, located, aligned in measure(records, finder, "pose"):
+    for record, aligned in measure(records, finder, "pose"):
         row: Row = {"image": os.path.basename(record.image_path), "found": aligned is not None,
-                    "detector_score": located.detector_score}
+                    "match_iou": math.nan if aligned is None else aligned.match_iou}
         truth = np.asarray(record.pose_deg, dtype=np.float64)
         pred = np.full(3, np.nan) if aligned is None else aligned.pose_deg.astype(np.float64)
         err = metrics.angle_error_deg(pred, truth)

@@ -20,7 +20,7 @@ from edge.eval import metrics
 from edge.eval.faces import read_image
 from edge.eval.report import progress, write_csv, write_json
 from edge.eval.sequences import SequenceConfig, SyntheticFrame, make_sequence
-from edge.detectors.blazeface import Detections
+from edge.detectors.base import Detections
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.tracker import bounds, iou
 from edge.eval.datasets import FaceRecord

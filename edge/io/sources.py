@@ -43,6 +43,7 @@ class Source:
 
     uri: str = ""
     live: bool = False  # a camera/stream: frames are dropped rather than queued
+    photos: bool = False  # independent pictures (a folder of images), not frames of one scene
     length: Optional[int] = None  # frames, when known in advance (progress bars)
     skipped: int = 0  # frames that failed to decode
 
@@ -119,11 +120,16 @@ class VideoFileSource(Source):
 
 
 class FolderSource(Source):
-    """Images of a folder in sorted name order, at a nominal frame rate."""
+    """Images of a folder in sorted name order (or one image file), at a nominal frame rate; each frame
+    carries its file name. Photos, so by default each is processed on its own (config `stills`)."""
+
+    photos = True
 
     def __init__(self, folder: str, fps: float = 30.0) -> None:
         self.uri = folder
-        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        path = Path(folder)
+        self.files = [path] if path.is_file() else sorted(
+            p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise SourceError(f"no images in folder {folder}; expected files ending in {', '.join(IMAGE_SUFFIXES)}")
         self.length = len(self.files)
@@ -138,7 +144,7 @@ class FolderSource(Source):
             if image is None:
                 self.skipped += 1
                 continue
-            yield Frame(image, index, 1000.0 * position / self.fps)
+            yield Frame(image, index, 1000.0 * position / self.fps, name=path.name)
             index += 1
 
 

@@ -5,7 +5,7 @@ import os
 from typing import Callable
 
 from edge.errors import SourceError
-from edge.io.sources import FolderSource, LiveOptions, Source, VideoFileSource
+from edge.io.sources import IMAGE_SUFFIXES, FolderSource, LiveOptions, Source, VideoFileSource
 
 USAGE = """input URIs:
   0, 1, ... | v4l2:///dev/video0     USB/V4L2 camera (read live, newest frame only; reopened if it drops)
@@ -37,7 +37,7 @@ def open_source(uri: str, live: LiveOptions = LiveOptions(),
     if text.startswith(("rtsp://", "rtsps://", "http://", "https://")):
         return camera.StreamSource(text, live, log)
     path = text[len("file://"):] if text.startswith("file://") else text
-    if os.path.isdir(path):
+    if os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(IMAGE_SUFFIXES)):
         return FolderSource(path)
     if "://" in text and not text.startswith("file://"):
         raise SourceError(f"unknown input URI scheme in {uri!r}; valid: 0, v4l2:///dev/videoN, csi://N, "

@@ -1,7 +1,7 @@
 """`python -m edge.pipeline.calibration --input VIDEO_OR_DIR --out calibration/atpn`: an INT8 calibration set.
 
 Runs the loop's detector cascade (short-range, then full-range when it finds nothing) over the
-user's own video or images and cuts every face exactly as the runtime does (`crop_for_detection` +
+user's own video or images and cuts every face exactly as the runtime does (the detector's own first crop +
 `warp_crops`: same warp, same normalisation), so INT8 calibration measures the activations
 inference will see, distant faces included. Crops are saved as .npy shards with a
 manifest (see calibration_set.py); TensorRT's entropy calibrator, the CPU Q/DQ quantizer and the
@@ -48,14 +48,15 @@ def collect_crops(source_uri: str, detector_paths: Sequence[str], spec: ModelSpe
     from tqdm import tqdm
 
     from edge.model.crop import warp_crops
-    from edge.detectors.blazeface import DetectorCascade, FaceDetector, crop_for_detection
+    from edge.detectors.base import DetectorCascade
+    from edge.detectors.blazeface import FaceDetector
     from edge.io.uri import open_source
     from edge.runtime.onnxrt import OnnxRuntimeEngine
 
     crops: List[np.ndarray] = []
     kept = frames = empty = 0
     with ExitStack() as stack:
-        detector = DetectorCascade([FaceDetector(stack.enter_context(OnnxRuntimeEngine(path, threads=1)))
+        detector = DetectorCascade([FaceDetector(stack.enter_context(OnnxRuntimeEngine(path, threads=1)), spec.crop_scale)
                                     for path in detector_paths])
         source = stack.enter_context(open_source(source_uri))
         bar = tqdm(total=max_crops, desc="calibration crops", unit="crop", file=sys.stderr, leave=False,
@@ -64,9 +65,7 @@ def collect_crops(source_uri: str, detector_paths: Sequence[str], spec: ModelSpe
             if frame.index % every:
                 continue
             frames += 1
-            dets = detector.detect(frame.image)
-            boxes = [crop_for_detection(box, kps, spec.crop_scale, dets.variant)
-                     for box, kps in zip(dets.boxes_xyxy, dets.keypoints)]
+            boxes = list(detector.detect(frame.image).crops)
             if not boxes:
                 empty += 1
                 continue

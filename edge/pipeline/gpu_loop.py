@@ -1,7 +1,7 @@
 """The camera loop's GPU path: TensorRT engines, pre-processing on the device, one CUDA stream.
 
 Per frame the image crosses to the GPU once (not at all on Jetson, where its buffer is mapped).
-The detector's letterbox and every ATPN crop are warped there by one kernel, straight into the
+The detector's input (`NetworkDetector.input_box`) and every ATPN crop are warped there by one kernel, straight into the
 engines' input buffers; kernels and engines queue on the shared stream and the host waits once
 per engine call (on a frame that re-detects, the tracker needs the detections before it can place
 the crops, so such a frame waits twice). CUDA events time each engine on the GPU itself.
@@ -17,8 +17,7 @@ import numpy as np
 from edge.model.spec import INPUT_NAME
 from edge.pipeline.aligner import Aligner, Alignment
 from edge.model.crop import CropBox
-from edge.detectors.blazeface_convert import INPUT_NAME as DETECTOR_INPUT
-from edge.detectors.blazeface import DetectorCascade, Detections, FaceDetector, letterbox
+from edge.detectors.base import DetectorCascade, Detections, NetworkDetector
 from edge.pipeline.gpu_crop import GpuCropper
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.stats import LatencyHistogram
@@ -56,7 +55,7 @@ class GpuTimer:
 class GpuFacePipeline(FacePipeline):
     def __init__(self, detector: DetectorCascade, aligner: Aligner, tracker: Tracker, max_crops: int) -> None:
         super().__init__(detector, aligner, tracker)
-        self.det_engines = {id(d): _on_device(d.engine) for d in detector.detectors}
+        self.det_engines = {id(d): _on_device(getattr(d, "engine", None)) for d in detector.detectors}
         self.atpn_engine = _on_device(aligner.engine)
         self.ctx = self.atpn_engine.cuda
         if any(e.cuda is not self.ctx for e in self.det_engines.values()):
@@ -75,10 +74,10 @@ class GpuFacePipeline(FacePipeline):
         with self.timer.stage("detect"):
             return self.detector.first_hit(lambda det: self._detect_with(det, image))  # type: ignore[attr-defined]
 
-    def _detect_with(self, det: FaceDetector, image: np.ndarray) -> Detections:
+    def _detect_with(self, det: NetworkDetector, image: np.ndarray) -> Detections:
         engine = self.det_engines[id(det)]
-        matrices = self.cropper.warp([letterbox(image.shape)], det.pixels, engine.device_input(DETECTOR_INPUT))
-        return det.decode_outputs(self._run(engine, 1, f"detector-{det.variant}"), matrices)
+        matrices = self.cropper.warp([det.input_box(image.shape)], det.pixels, engine.device_input(det.input_name))
+        return det.decode_outputs(self._run(engine, 1, f"detector-{det.name}"), matrices)
 
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
         with self.timer.stage("align_pre"):
@@ -105,5 +104,6 @@ class GpuFacePipeline(FacePipeline):
 
 def _on_device(engine: object) -> DeviceEngine:
     if not isinstance(engine, DeviceEngine):
-        raise TypeError(f"the GPU pipeline needs engines that run on the GPU (TensorRT), got {type(engine).__name__}")
+        raise TypeError(f"the GPU pipeline needs detectors and an aligner whose engines run on the GPU (TensorRT), "
+                        f"got {type(engine).__name__}")
     return engine

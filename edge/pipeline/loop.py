@@ -12,8 +12,8 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.pipeline.aligner import Aligner, Alignment
-from edge.model.crop import CropBox, warp_crops
-from edge.detectors.blazeface import Detections
+from edge.model.crop import CropBox, crop_from_landmarks, warp_crops
+from edge.detectors.base import Detections, Detector
 from edge.io.sinks import FrameResult, Sinks
 from edge.io.sources import Source
 from edge.pipeline.stats import FrameTimer, RunStats
@@ -24,8 +24,8 @@ from edge.types import Face, Frame
 class FacePipeline:
     """Detector + ATPN + tracker on one frame; stage times go to `timer`."""
 
-    def __init__(self, detector: object, aligner: Aligner, tracker: Tracker) -> None:
-        self.detector = detector  # anything with detect(frame_bgr) -> Detections
+    def __init__(self, detector: Detector, aligner: Aligner, tracker: Tracker) -> None:
+        self.detector = detector
         self.aligner = aligner
         self.tracker = tracker
         self.timer = FrameTimer()
@@ -37,9 +37,25 @@ class FacePipeline:
         self.timer.add("track", 1000.0 * (time.perf_counter() - start) - inside)
         return faces
 
+    def process_still(self, image: np.ndarray, passes: int = 1) -> List[Face]:
+        """A photo on its own, as MediaPipe's static_image_mode: detect, then `passes` ATPN passes per face, each
+        re-cropping from the last landmarks; no track is read or kept, so photos never steer each other."""
+        start = time.perf_counter()
+        found = self._detect(image)
+        crops = list(found.crops[:self.tracker.config.max_faces])
+        faces: List[Face] = []
+        if crops:
+            for _ in range(passes):
+                result = self._align(image, crops)
+                crops = [crop_from_landmarks(points, self.aligner.spec.crop_scale) for points in result.landmarks_px]
+            faces = self.tracker.still_faces(image.shape, result, found.scores)
+        inside = self.timer.get("detect", "align_pre", "align_net")
+        self.timer.add("track", 1000.0 * (time.perf_counter() - start) - inside)
+        return faces
+
     def _detect(self, image: np.ndarray) -> Detections:
         with self.timer.stage("detect"):
-            return self.detector.detect(image)  # type: ignore[attr-defined]
+            return self.detector.detect(image)
 
     def _align(self, image: np.ndarray, boxes: List[CropBox]) -> Alignment:
         with self.timer.stage("align_pre"):
@@ -49,10 +65,11 @@ class FacePipeline:
 
 
 def run_loop(source: Source, pipeline: FacePipeline, sinks: Sinks, stats: RunStats, max_frames: int = 0,
-             on_frame: Optional[Callable[[Frame, List[Face]], None]] = None) -> RunStats:
+             on_frame: Optional[Callable[[Frame, List[Face]], None]] = None, still_passes: int = 0) -> RunStats:
     """Until the source ends, `max_frames` (0 = no limit) or the window is closed; `stats` fills as it goes,
     so a caller that catches Ctrl-C still has everything up to the last finished frame. A source without
-    a single frame raises SourceError."""
+    a single frame raises SourceError. `still_passes` > 0: every frame is a photo on its own
+    (`FacePipeline.process_still`), not tracked from the one before."""
     timer = pipeline.timer
     frames = iter(source)
     while not max_frames or stats.frames < max_frames:
@@ -65,16 +82,17 @@ def run_loop(source: Source, pipeline: FacePipeline, sinks: Sinks, stats: RunSta
             break
         if frame.gap_s:  # the live source dropped and came back: the faces may have moved or gone
             pipeline.tracker.reset()
-        faces = pipeline.process(frame.image)
+        faces = pipeline.process_still(frame.image, still_passes) if still_passes else pipeline.process(frame.image)
         keep_going = True
         if sinks.pictures:
             with timer.stage("render"):
                 picture = sinks.draw(frame, faces)
             with timer.stage("output"):
-                keep_going = sinks.show(FrameResult(frame, faces, dict(timer.ms)), picture)
+                keep_going = sinks.show(FrameResult(frame, faces, dict(timer.ms), bool(still_passes)), picture)
         if sinks.records:  # a record holds the times up to its own writing; the stats include its writing
             with timer.stage("output"):
-                sinks.record(FrameResult(frame, faces, dict(timer.ms, total=1000.0 * (time.perf_counter() - start))))
+                sinks.record(FrameResult(frame, faces, dict(timer.ms, total=1000.0 * (time.perf_counter() - start)),
+                                         bool(still_passes)))
         timer.add("total", 1000.0 * (time.perf_counter() - start))
         stats.add(timer.take(), len(faces))  # after the JSON line: a Ctrl-C leaves both with the same frames
         if on_frame is not None:

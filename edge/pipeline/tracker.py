@@ -5,25 +5,24 @@ frame, to spare a Jetson's power on an empty scene); otherwise each track's next
 from its previous landmarks, and ATPN's track score decides whether it survives. The detector also
 runs every `detect_every` frames to pick up new faces; a detection that overlaps a live track is
 that track's face (IDs stay stable), the others start new tracks up to `max_faces`. All crops of a
-frame go to the aligner in one batch. The detector, the detection-to-crop placement and the aligner
-are passed in as callables, so the tracker does no I/O and runs on synthetic data in tests.
+frame go to the aligner in one batch. A detection's first crop is the detector's own (`Detections.crops`).
+The detector and the aligner are passed in as callables, so the tracker does no I/O and runs on synthetic data in tests.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Sequence
+from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 
 from edge.config import TrackerConfig
 from edge.pipeline.aligner import Alignment
 from edge.model.crop import CropBox, crop_from_landmarks
-from edge.detectors.blazeface import Detections, iou as boxes_iou
+from edge.detectors.base import Detections, iou as boxes_iou
 from edge.types import Face, TrackState
 
 DetectFn = Callable[[np.ndarray], Detections]
 AlignFn = Callable[[np.ndarray, List[CropBox]], Alignment]
-PlaceFn = Callable[..., CropBox]  # (box [4], keypoints [6,2], variant=...) -> first crop
 DUPLICATE_IOU = 0.5  # two tracks overlapping this much have converged on one face: keep the older
 
 
@@ -40,10 +39,9 @@ class _Track:
 class Tracker:
     """`step(image, detect, align)` once per frame -> the faces alive on that frame."""
 
-    def __init__(self, config: TrackerConfig, crop_scale: float, place_detection: PlaceFn) -> None:
+    def __init__(self, config: TrackerConfig, crop_scale: float) -> None:
         self.config = config
         self.crop_scale = crop_scale  # landmark box -> next crop (ModelSpec.crop_scale, as in training)
-        self.place_detection = place_detection  # e.g. detector.crop_for_detection at the same scale
         self._tracks: List[_Track] = []
         self._ended: List[_Track] = []  # tracks that ended on the last frame: a detection there keeps the ID
         self._next_id = 1
@@ -80,7 +78,7 @@ class Tracker:
             box = np.asarray(detections.boxes_xyxy[i], dtype=np.float64)
             if any(iou(box, t.box_xyxy) >= self.config.match_iou for t in self._tracks):
                 continue  # a face we already track: its landmark crop beats a detector box
-            crop = self.place_detection(box, detections.keypoints[i], variant=detections.variant)
+            crop = detections.crops[i]
             vouched = float(detections.scores[i]) >= self.config.vouch_score
             self._tracks.append(_Track(self._id_for(box), crop, TrackState.DETECTED, box, self.config.hold_frames,
                                        vouched))
@@ -105,7 +103,7 @@ class Tracker:
             landmarks = result.landmarks_px[i]
             box = bounds(landmarks)
             score = float(result.track[i])
-            if not self._plausible(box, width, height) or _duplicate(box, survivors):
+            if not self._plausible(box, width, height) or _duplicate(box, [t.box_xyxy for t in survivors]):
                 continue
             tracked = score >= self.config.track_threshold
             if not tracked and not track.vouched:
@@ -128,6 +126,23 @@ class Tracker:
         self._tracks = survivors
         return faces
 
+    def still_faces(self, image_shape: Tuple[int, ...], result: Alignment, detector_scores: np.ndarray) -> List[Face]:
+        """The faces of one photo on its own (no tracks read or kept), by the same rules as a first frame:
+        plausible, not a duplicate, and ATPN sure of the crop or the detector sure of the face."""
+        height, width = image_shape[:2]
+        faces: List[Face] = []
+        kept: List[np.ndarray] = []  # boxes of the faces kept so far
+        for i, landmarks in enumerate(result.landmarks_px):
+            box = bounds(landmarks)
+            score = float(result.track[i])
+            sure = score >= self.config.track_threshold or float(detector_scores[i]) >= self.config.vouch_score
+            if not sure or not self._plausible(box, width, height) or _duplicate(box, kept):
+                continue
+            kept.append(box)
+            faces.append(Face(len(kept), TrackState.DETECTED, box.astype(np.float32), landmarks.astype(np.float32),
+                              np.asarray(result.pose_deg[i], dtype=np.float32), score))
+        return faces
+
     def _plausible(self, box: np.ndarray, width: int, height: int) -> bool:
         """Geometry catches a collapsed crop or a face gone off the frame."""
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -145,5 +160,5 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(boxes_iou(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)[None])[0])
 
 
-def _duplicate(box: np.ndarray, kept: Sequence[_Track]) -> bool:
-    return any(iou(box, t.box_xyxy) > DUPLICATE_IOU for t in kept)
+def _duplicate(box: np.ndarray, kept: Sequence[np.ndarray]) -> bool:
+    return any(iou(box, other) > DUPLICATE_IOU for other in kept)

@@ -38,6 +38,7 @@ class FrameResult:
     frame: Frame
     faces: Sequence[Face]
     stage_ms: Mapping[str, float]
+    stills: bool = False  # the frame was processed as a photo on its own, not tracked from the one before
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,11 @@ def frame_record(result: FrameResult) -> Dict[str, object]:
     """The JSON object of one frame, the same in a JSON-lines file and an MQTT message."""
     frame = result.frame
     record: Dict[str, object] = {"index": frame.index, "t_ms": round(frame.t_ms, 2),
+                                 "mode": "stills" if result.stills else "sequence",
                                  "faces": [face_record(f) for f in result.faces],
                                  "ms": {k: round(v, 3) for k, v in result.stage_ms.items()}}
+    if frame.name:
+        record["file"] = frame.name
     if frame.gap_s:  # the first frame after a live source came back: the seconds without frames before it
         record["gap_s"] = round(frame.gap_s, 2)
     return record
