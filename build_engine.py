@@ -20,7 +20,7 @@ import sys
 from typing import List, Optional
 
 from edge.compile.builder import build_engine
-from edge.runtime.engine_request import request_from
+from edge.compile.request import request_from
 from edge.runtime.trt_compat import describe_library
 from edge.errors import EdgeError
 

@@ -28,7 +28,8 @@ from edge.compile.builder import default_engine_path, plan_build
 from edge.pipeline.calibration import make_calibration_set
 from edge.pipeline.calibration_set import CalibrationSet, write_calibration_set
 from edge.runtime.gpu import GpuInfo
-from edge.runtime.engine_request import BatchProfile, BuildRequest, profile_shapes, request_from
+from edge.compile.request import request_from
+from edge.runtime.engine_request import BatchProfile, BuildRequest, profile_shapes
 from edge.compile.quantize import QUANT_METADATA_KEY, float_nodes, quantize_qdq
 from edge.runtime.sidecar import CacheKey, Sidecar, check_engine, reusable, write_sidecar
 from edge.fileio import file_sha256

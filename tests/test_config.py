@@ -110,7 +110,7 @@ def test_the_build_engine_help_example_builds_the_loops_engine_from_the_same_fil
     import re
 
     import build_engine
-    from edge.runtime.engine_request import request_from
+    from edge.compile.request import request_from
 
     examples = re.findall(r"--config (configs/\S+\.yaml)", build_engine.__doc__ or "")
     assert examples

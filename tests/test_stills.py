@@ -67,6 +67,8 @@ def test_the_eval_tool_measures_what_run_camera_reports(photos, tmp_path):
     lines = run_camera(photos, tmp_path / "o.jsonl")
     assert evaluate(["landmarks", "--images", str(photos), "--out", str(tmp_path / "eval")]) == 0
     rows = {row["image"]: float(row["nme"]) for row in csv.DictReader(open(tmp_path / "eval" / "landmarks.csv"))}
+    summary = json.loads((tmp_path / "eval" / "landmarks.json").read_text())
+    assert summary["model"].endswith("atpn68_integral.onnx") and summary["passes"] == 2  # photos' model and passes
     assert len(rows) == len(lines)
     for line in lines:  # the JSON rounds to 0.01 px: an NME of faces ~100 px apart moves by < 1e-4
         assert nme_of(line, photos) == pytest.approx(rows[line["file"]], abs=2e-4), line["file"]
@@ -74,8 +76,10 @@ def test_the_eval_tool_measures_what_run_camera_reports(photos, tmp_path):
 
 def test_sequence_mode_tracks_across_photos_and_is_worse(photos, tmp_path):
     """--stills off is the old behaviour (a folder of video frames): the next photo's crop comes from the last."""
-    stills = run_camera(photos, tmp_path / "s.jsonl")
-    sequence = run_camera(photos, tmp_path / "q.jsonl", "--stills", "off", "--detect-every", "0")
+    same_model = tmp_path / "same_model.yaml"  # one model, one pass: the first photo must then come out the same
+    same_model.write_text("models:\n  atpn_stills: ''\nstills:\n  passes: 1\n")
+    stills = run_camera(photos, tmp_path / "s.jsonl", "-c", str(same_model))
+    sequence = run_camera(photos, tmp_path / "q.jsonl", "-c", str(same_model), "--stills", "off", "--detect-every", "0")
     assert all(line["mode"] == "sequence" for line in sequence)
     assert sequence[0]["faces"][0]["landmarks"] == stills[0]["faces"][0]["landmarks"]  # the first photo: same path
     worse = [nme_of(q, photos) - nme_of(s, photos) if q["faces"] else math.inf for q, s in zip(sequence[1:], stills[1:])]

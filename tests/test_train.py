@@ -23,7 +23,7 @@ from edge.train.config import AugmentConfig, train_config_from_dict
 from edge.train.data import CropDataset
 from edge.eval.datasets import FaceRecord, write_pts, write_teacher_npz
 from edge.train.losses import wing
-from edge.train.sources import Source
+from edge.train.face_sets import FaceSet
 from edge.train.train import run, training_device
 
 
@@ -108,7 +108,7 @@ def test_crop_targets_land_on_the_drawn_point(flip, point, target_index, pad):
     off = dict(colour_prob=0.0, gray_prob=0.0, blur_prob=0.0, occlusion_prob=0.0, jpeg_prob=0.0, noise_prob=0.0)
     augment = AugmentConfig(flip_prob=flip, **off)
     records = [FaceRecord("unused.jpg", pts, np.array([10.0, 0.0, 0.0], np.float32))]
-    ds = CropDataset([Source("drawn", records, 1.0, 1.0, True, edge_pad=pad)], ModelSpec(), augment, negative_fraction=0.0)
+    ds = CropDataset([FaceSet("drawn", records, 1.0, 1.0, True, edge_pad=pad)], ModelSpec(), augment, negative_fraction=0.0)
     ds._images["unused.jpg"] = image
     for _ in range(5):
         sample = ds[0]
@@ -214,7 +214,7 @@ def _as_dict(cfg):
 
 def test_holdout_validates_on_train_faces_that_training_never_draws(tmp_path):
     from edge.errors import DatasetError
-    from edge.train.sources import training_sources, validation_records
+    from edge.train.face_sets import training_sources, validation_records
 
     write_faces(tmp_path / "faces", 6)
     data = {"helen_train": str(tmp_path / "faces"), "helen_test": str(tmp_path / "missing"),

@@ -21,18 +21,18 @@ from edge.runtime import backend_named, open_engine
 
 
 def open_pipeline(config: Config, stack: ExitStack, log: Callable[[str], None] = lambda line: None,
-                  live_source: bool = False) -> FacePipeline:
+                  live_source: bool = False, stills: bool = False) -> FacePipeline:
     """Both engines on the configured backend (closed with `stack`), wired into one pipeline.
 
     A backend that builds engines (TensorRT) gets them from the configured ONNX files, built on first use
     and cached, like jetson-inference; one whose engines run on the device gets the GPU loop (pre-processing
     there, one stream). A live source paces the loop, so by default ONNX Runtime's threads sleep between
-    frames (runtime.spin)."""
+    frames (runtime.spin). Photos (`stills`) get their own ATPN model (models.atpn_stills)."""
     runtime = config.runtime
     backend = backend_named(runtime.backend)
     spin = runtime.spins(live_source)
     max_crops = config.tracker.max_faces * (2 if runtime.mirror_average else 1)  # ATPN's largest batch
-    atpn_engine = stack.enter_context(open_engine(engine_file(config, config.models.path("atpn"),
+    atpn_engine = stack.enter_context(open_engine(engine_file(config, config.models.atpn_path(stills),
                                                               f"1:{max_crops}:{max_crops}", log),
                                                   runtime.backend, runtime.threads, spin))
     aligner = Aligner(atpn_engine, mirror_average=runtime.mirror_average)
@@ -87,7 +87,7 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
         log(f"input: {source.uri}" + (" (no camera found)" if config.source.input == "auto" and not source.live
                                        else "") + (" as stills (each picture on its own)" if stills else ""))
         sinks = open_sinks(config, getattr(source, "fps", 30.0), default_overlay(lambda: stats.fps), stack, log)
-        pipeline = open_pipeline(config, stack, log, live_source=source.live)
+        pipeline = open_pipeline(config, stack, log, live_source=source.live, stills=stills)
         progress = _progress_bar(source, config, stack)
         try:
             run_loop(source, pipeline, sinks, stats, config.source.max_frames,

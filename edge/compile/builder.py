@@ -214,16 +214,17 @@ def _keep_float_after(trt: Any, network: "tensorrt.INetworkDefinition", config: 
 def _build_calibrated(trt: Any, features: compat.TrtFeatures, builder: "tensorrt.Builder",
                       network: "tensorrt.INetworkDefinition", config: "tensorrt.IBuilderConfig", plan: BuildPlan,
                       display: compat.ProgressDisplay) -> bytes:
-    from edge.compile.trt_calibrator import (calibration_batch, calibration_cache_path, make_entropy_calibrator,
-                                           primary_context)
+    from edge.compile.trt_calibrator import calibration_batch, calibration_cache_path, make_entropy_calibrator
+    from edge.runtime.cuda import shared_context
 
     calib = plan.calib
     assert calib is not None
     name = next(iter(plan.onnx.inputs))
     batch = calibration_batch(calib, plan.request.profile.opt)
     cache = calibration_cache_path(calib, Path(plan.request.onnx).stem, plan.onnx.sha256, features.tag)
-    with primary_context() as cuda:
-        calibrator = make_entropy_calibrator(trt, cuda, calib, batch, cache, display)
+    cuda = shared_context()  # the primary context TensorRT's runtime uses too, so device pointers are shared
+    with cuda.active():
+        calibrator = make_entropy_calibrator(trt, cuda.cuda, calib, batch, cache, display)
         config.int8_calibrator = calibrator
         if plan.profile:
             shape = [batch] + list(calib.crop_shape)

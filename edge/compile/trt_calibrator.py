@@ -5,14 +5,13 @@ later build (another batch profile, FP16 fallback on or off) reuses it and skips
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
 from edge.pipeline.calibration_set import CalibrationSet
-from edge.runtime.trt_compat import ProgressDisplay, import_pycuda
+from edge.runtime.trt_compat import ProgressDisplay
 from edge.fileio import write_atomic
 
 MAX_CALIBRATION_BATCH = 8
@@ -30,22 +29,9 @@ def calibration_batch(calib: CalibrationSet, opt_batch: int) -> int:
     return max(1, min(opt_batch, MAX_CALIBRATION_BATCH, calib.count))
 
 
-@contextlib.contextmanager
-def primary_context() -> Iterator[Any]:
-    """pycuda on the device's primary context: the one TensorRT's runtime uses, so pointers are shared."""
-    cuda = import_pycuda()
-    cuda.init()
-    ctx = cuda.Device(0).retain_primary_context()
-    ctx.push()
-    try:
-        yield cuda
-    finally:
-        ctx.pop()
-
-
 def make_entropy_calibrator(trt: Any, cuda: Any, calib: CalibrationSet, batch_size: int, cache_path: str,
                             display: ProgressDisplay) -> Any:
-    """An IInt8EntropyCalibrator2 over `calib` for a one-input network; create it inside `primary_context()`
+    """An IInt8EntropyCalibrator2 over `calib` for a one-input network; create it inside `shared_context().active()`
     and keep a reference until the build returns (TensorRT holds none)."""
     total = calib.count // batch_size
 

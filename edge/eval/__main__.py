@@ -46,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("models and runtime (default: from --config)")
     group.add_argument("--config", default=str(DEFAULT_CONFIG), help="run settings YAML (default: %(default)s)")
-    group.add_argument("--model", help="ATPN ONNX (default: models.atpn of the config, models/atpn68.onnx)")
+    group.add_argument("--model", help="ATPN ONNX (default: the config's, as run_camera.py uses it: models.atpn_stills "
+                                       "for photos, models.atpn for the tracking sequences)")
     group.add_argument("--detector", help="face detector ONNX (default: models.detector of the config)")
     group.add_argument("--backend", choices=BACKENDS, help="runtime backend (default: runtime.backend of the config)")
     group.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = all cores)")
@@ -91,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
 
 def load_run_config(args: argparse.Namespace) -> Config:
     """The config file with the command-line overrides; paths given here are taken from the cwd."""
-    overrides = {"models.atpn": _absolute(args.model), "models.detector": _absolute(args.detector),
+    overrides = {"models.atpn": _absolute(args.model), "models.atpn_stills": _absolute(args.model),
+                 "models.detector": _absolute(args.detector),
                  "runtime.backend": args.backend, "runtime.threads": args.threads,
                  "runtime.mirror_average": args.mirror_average}
     return load_config(args.config).with_overrides(overrides)
@@ -100,7 +102,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
 def model_info(config: Config, pipeline: FacePipeline) -> Dict[str, Any]:
     """What was measured: written into every summary so numbers stay tied to their model."""
     engine = pipeline.aligner.engine
-    return {"model": config.models.path("atpn"), "weights": engine.metadata.get("atpn_weights", "unknown"),
+    return {"model": engine.path, "weights": engine.metadata.get("atpn_weights", "unknown"),
             "detector": config.models.path("detector"), "backend": config.runtime.backend,
             "mirror_average": config.runtime.mirror_average}
 
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> Tuple[Dict[str, Any], List[Path]]:
         records = read_pts_folder(args.images)  # bad input fails here, before the engines load
     out = output_dir(args.out or str(PROJECT_ROOT / "out" / "eval" / args.command))
     with ExitStack() as stack:
-        pipeline = open_pipeline(config, stack)
+        pipeline = open_pipeline(config, stack, stills=args.command != "tracking")  # photos as run_camera runs them
         info = model_info(config, pipeline)
         if args.command == "tracking":
             return tracking.run(args.images, records, args.sequences, config_for_length(args.frames), args.seed,

@@ -7,6 +7,7 @@ and detaches (no leaked context).
 """
 from __future__ import annotations
 
+import atexit
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
@@ -64,11 +65,12 @@ _lock = threading.Lock()
 
 
 def shared_context() -> CudaContext:
-    """One context per process, made on first use; `close_shared_context` tears it down."""
+    """One context per process, made on first use and detached at exit (`close_shared_context`)."""
     global _shared
     with _lock:
         if _shared is None:
             _shared = CudaContext()
+            atexit.register(close_shared_context)
         return _shared
 
 

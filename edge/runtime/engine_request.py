@@ -1,4 +1,4 @@
-"""What to build: the request (trtexec/Polygraphy vocabulary), the batch profile, and the `build:` YAML section.
+"""What an engine is built from: the request (trtexec/Polygraphy vocabulary) and the batch profile.
 
 A request is plain data, so it can be written into the sidecar and turned back into the exact
 command that rebuilds the engine.
@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import datetime
 import shlex
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from edge.errors import ConfigError
@@ -127,39 +126,3 @@ class BuildRequest:
     def from_dict(cls, data: Mapping[str, Any]) -> "BuildRequest":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-_KEY_TYPES: Dict[str, Tuple[type, ...]] = {
-    "onnx": (str,), "fp16": (bool,), "int8": (bool,), "qdq": (bool,), "calib": (str,), "batch": (str, int),
-    "workspace": (int,), "timing_cache": (str,), "save_engine": (str,), "compute_capability": (str,),
-}
-
-
-def request_from(config_path: Optional[str], overrides: Mapping[str, Any]) -> BuildRequest:
-    """The `build:` section of a YAML config (if given), then the CLI flags that were set on top."""
-    values: Dict[str, Any] = dict(_build_section(config_path)) if config_path else {}
-    values.update({k: v for k, v in overrides.items() if v is not None and v is not False})
-    if not values.get("onnx"):
-        raise ConfigError("no model to build: pass --onnx MODEL.onnx (or set build.onnx in --config)")
-    values["batch"] = str(values.get("batch", BuildRequest.batch))
-    return replace(BuildRequest(onnx=str(values.pop("onnx"))), **values)
-
-
-def _build_section(path: str) -> Mapping[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}; pass an existing file to --config") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
-    section = data.get("build") if isinstance(data, Mapping) else None
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{path}: no 'build:' section; valid keys there: {', '.join(_KEY_TYPES)}")
-    for key, value in section.items():
-        if key not in _KEY_TYPES:
-            raise ConfigError(f"{path}: unknown key 'build.{key}'; valid keys: {', '.join(_KEY_TYPES)}")
-        if not isinstance(value, _KEY_TYPES[key]) or (isinstance(value, bool) and bool not in _KEY_TYPES[key]):
-            raise ConfigError(f"{path}: build.{key} must be {_KEY_TYPES[key][0].__name__}, got {value!r}")
-    return section

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from edge.config import require, section
-from edge.errors import ConfigError
+from edge.config import read_yaml, require, sections_from_dict
 from edge.model.spec import LANDMARK_HEADS, WIDTH_RANGE
 
 
@@ -98,7 +97,7 @@ KEEP_MODES = ("best", "last", "average")
 
 
 @dataclass(frozen=True)
-class OutputConfig:
+class TrainOutputConfig:
     dir: str = "cache/train"  # last.pt, best.pt, metrics.jsonl
     export: Optional[str] = "weights/atpn68.pt"  # spec + weights only; none to skip
     keep: str = "best"  # what `export` holds: the "best" epoch by validation NME, the "last" epoch, or the
@@ -130,33 +129,14 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-
-
-_SECTIONS = {f.name: f for f in fields(TrainConfig)}
+    output: TrainOutputConfig = field(default_factory=TrainOutputConfig)
 
 
 def train_config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainConfig:
-    """Check every section, key and value; the first problem is a one-line ConfigError."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of sections ({', '.join(_SECTIONS)}), got {type(data).__name__}")
-    sections = {}
-    for name, value in data.items():
-        if name not in _SECTIONS:
-            raise ConfigError(f"{where}: unknown section '{name}'; valid sections: {', '.join(_SECTIONS)}")
-        sections[name] = section(_SECTIONS[name].default_factory, name, value or {}, where)  # type: ignore[misc]
-    return TrainConfig(**sections)
+    """Check every section, key and value, as edge.config does; the first problem is a one-line ConfigError."""
+    return sections_from_dict(TrainConfig, data, where)
 
 
 def load_train_config(path: str) -> TrainConfig:
     """Read a training YAML; an empty file means all defaults."""
-    import yaml
-
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {file}: {exc.strerror}; pass an existing file to --config") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML ({exc})".replace("\n", " ")) from exc
-    return train_config_from_dict(data or {}, where=str(file))
+    return train_config_from_dict(read_yaml(Path(path)) or {}, where=path)

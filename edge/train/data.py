@@ -20,13 +20,13 @@ from edge.model.crop import landmarks_to_crop, normalize_patch, pose_to_crop, wa
 from edge.train.augment import flip_patch, photometric, texture_patch
 from edge.train.boxes import negative_box, positive_box
 from edge.train.config import AugmentConfig
-from edge.train.sources import Source
+from edge.train.face_sets import FaceSet
 
 
 class CropDataset(Dataset):
     """Index i is a face (sources concatenated); which crop of it you get is random."""
 
-    def __init__(self, sources: List[Source], spec: ModelSpec, augment: AugmentConfig,
+    def __init__(self, sources: List[FaceSet], spec: ModelSpec, augment: AugmentConfig,
                  negative_fraction: float, seed: int = 0) -> None:
         self.sources = sources
         self.spec = spec
@@ -83,7 +83,7 @@ class CropDataset(Dataset):
             return texture_patch(self.spec.input_size, self.rng)
         return warp_patch(image, box, self.spec.input_size)[0]
 
-    def _image(self, path: str, source: Source) -> Tuple[np.ndarray, float]:
+    def _image(self, path: str, source: FaceSet) -> Tuple[np.ndarray, float]:
         """The decoded image (edge-padded if the source asks) and the landmark offset that padding adds."""
         image: Optional[np.ndarray] = self._images.get(path)
         if image is None:

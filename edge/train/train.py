@@ -27,7 +27,7 @@ from edge.train.checkpoint import export_model, load_training_state, load_weight
 from edge.train.config import OptimConfig, TrainConfig
 from edge.train.data import CropDataset, seed_worker
 from edge.train.losses import total_loss
-from edge.train.sources import training_sources, validation_records
+from edge.train.face_sets import training_sources, validation_records
 from edge.train.validate import ValidationSet, validate, validation_set
 
 

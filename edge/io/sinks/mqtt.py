@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections import deque
@@ -77,8 +78,8 @@ def parse_target(target: str, flag: str) -> Broker:
 
     def number(key: str, default: int, low: int, high: int, allowed: str) -> int:
         text = query.get(key, str(default))
-        if not text.isdigit() or not low <= int(text) <= high:
-            raise bad(f"{key}={text} is not {allowed}", f"give {key}={allowed}")
+        if not re.fullmatch(r"[0-9]+", text) or not low <= int(text) <= high:
+            raise bad(f"{key}={text} is not {allowed}", f"fix {key}= or leave it out (default {default})")
         return int(text)
 
     ca = query.get("ca") or None
@@ -116,6 +117,7 @@ class MqttSink:
         broker = parse_target(target, options.flag)
         self.uri, self.topic, self.qos = broker.uri, broker.topic, broker.qos
         self.messages = self.sent = self.delivered = self.dropped = 0
+        self.capacity = broker.buffer
         self._queue: Deque[str] = deque(maxlen=broker.buffer)
         self._lock = threading.Lock()  # the queue, the counters but `delivered`, the connection state
         self._log = options.log
@@ -128,8 +130,9 @@ class MqttSink:
         if broker.tls:
             try:
                 client.tls_set(ca_certs=broker.ca, cert_reqs=ssl.CERT_NONE if broker.insecure else None)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"{options.flag} {self.uri}: cannot set up TLS ({exc}); check ca=") from exc
+            except OSError as exc:  # ssl.SSLError too: a ca= file that holds no certificate
+                raise ConfigError(f"{options.flag} {self.uri}: cannot set up TLS with ca={broker.ca} ({exc}); "
+                                  "give the PEM file of the CA that signed the broker's certificate") from exc
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect, client.on_connect_fail = self._on_connect, self._on_connect_fail
         client.on_disconnect, client.on_publish = self._on_disconnect, self._on_publish
@@ -148,11 +151,11 @@ class MqttSink:
         with self._lock:
             if payload is not None:
                 self.messages += 1
-                if len(self._queue) == self._queue.maxlen:
+                if len(self._queue) == self.capacity:
                     self.dropped += 1
                     if not self._full_said:
                         self._full_said = True
-                        say = (f"{self.uri}: buffer full ({self._queue.maxlen} messages); dropping the oldest "
+                        say = (f"{self.uri}: buffer full ({self.capacity} messages); dropping the oldest "
                                "until the broker takes them")
                 self._queue.append(payload)
             self._hand_over()  # also on frames without faces: a buffer left after a reconnect keeps draining
@@ -163,7 +166,7 @@ class MqttSink:
     def _hand_over(self) -> bool:
         """Publishes up to HAND_OVER buffered messages, oldest first (the lock held); True if more may go now."""
         for _ in range(HAND_OVER):
-            if not (self._connected and self._queue) or self.sent - self.delivered >= self._queue.maxlen:
+            if not (self._connected and self._queue) or self.sent - self.delivered >= self.capacity:
                 return False  # paho's own queue is unbounded: it never holds more than `buffer` unconfirmed
             rc = self._client.publish(self.topic, self._queue[0], self.qos).rc
             if rc != mqtt.MQTT_ERR_SUCCESS and not (rc == mqtt.MQTT_ERR_NO_CONN and self.qos):
@@ -200,7 +203,8 @@ class MqttSink:
         self._drain()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
-        self._away("cannot reach the broker")
+        error = sys.exc_info()[1]  # paho calls this while it handles the attempt's OSError: say which
+        self._away("cannot reach the broker" + (f" ({error})" if error else ""))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object,
                        properties: object) -> None:
@@ -219,7 +223,7 @@ class MqttSink:
             if self._down_since is not None or self._closed:
                 return
             self._down_since, self._dropped_then = time.monotonic(), self.dropped
-        self._log(f"{self.uri}: {why}; buffering up to {self._queue.maxlen} messages, retrying every 1-30 s")
+        self._log(f"{self.uri}: {why}; buffering up to {self.capacity} messages, retrying every 1-30 s")
 
     def close(self) -> None:
         """Gives a connected broker up to 2 s for what is left, then stops; what is still buffered is dropped."""

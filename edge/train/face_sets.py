@@ -20,7 +20,7 @@ UTKFACE_PAD = 0.5  # UTKFace faces fill their 200 px images: unpadded, every cro
 
 
 @dataclass(frozen=True)
-class Source:
+class FaceSet:
     """Faces of one kind: how often training draws them and how much their landmarks count."""
 
     name: str
@@ -61,16 +61,16 @@ def helen_train(cfg: DataConfig) -> Tuple[List[FaceRecord], List[FaceRecord]]:
     return split_holdout(records, cfg.holdout) if cfg.holdout else (records, [])
 
 
-def training_sources(cfg: DataConfig) -> List[Source]:
+def training_sources(cfg: DataConfig) -> List[FaceSet]:
     """HELEN train always; UTKFace when its teacher labels exist (then HELEN gets `helen_share`)."""
     helen = helen_train(cfg)[0]
     utk_npz = teacher_file(cfg, "utkface")
     if not os.path.isfile(utk_npz):
         print(f"[data] {utk_npz} missing: training on HELEN only", flush=True)
-        return [Source("helen", helen, 1.0, 1.0, cfg.cache_helen)]
+        return [FaceSet("helen", helen, 1.0, 1.0, cfg.cache_helen)]
     utk = read_teacher_npz(utk_npz, image_root=cfg.utkface)
-    return [Source("helen", helen, cfg.helen_share, 1.0, cfg.cache_helen),
-            Source("utkface", utk, 1.0 - cfg.helen_share, cfg.teacher_landmark_weight, False, edge_pad=UTKFACE_PAD)]
+    return [FaceSet("helen", helen, cfg.helen_share, 1.0, cfg.cache_helen),
+            FaceSet("utkface", utk, 1.0 - cfg.helen_share, cfg.teacher_landmark_weight, False, edge_pad=UTKFACE_PAD)]
 
 
 def validation_records(cfg: DataConfig) -> List[FaceRecord]:
