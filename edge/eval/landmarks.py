@@ -11,17 +11,22 @@ import numpy as np
 from edge.errors import DatasetError
 from edge.eval import metrics
 from edge.eval.faces import FaceFinder, measure
-from edge.eval.plot import write_ced
+from edge.eval.plot import draw_faces, write_ced
 from edge.eval.report import write_csv, write_json
 from edge.eval.datasets import FaceRecord, load_teacher_arrays
 
 Row = Dict[str, Any]
 
 
-def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> List[Row]:
-    """One row per labelled face: where the crop came from and the NME (inf when not found)."""
-    rows = []
+WORST_FRACTION = 0.05  # the contact sheet shows this share of the faces, worst first
+
+
+def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> Tuple[List[Row], List[Optional[np.ndarray]]]:
+    """One row per labelled face (how well the reported face overlaps it, the NME, inf when not found), and
+    the predicted landmarks (None when not found)."""
+    rows, predictions = [], []
     for record, aligned in measure(records, finder, "landmarks"):
+        predictions.append(None if aligned is None else aligned.landmarks_px)
         row = {"image": os.path.basename(record.image_path), "found": aligned is not None,
                "match_iou": math.nan if aligned is None else aligned.match_iou,
                "nme": math.inf if aligned is None else float(metrics.nme(aligned.landmarks_px, record.landmarks)),
@@ -30,7 +35,22 @@ def evaluate(records: Sequence[FaceRecord], finder: FaceFinder) -> List[Row]:
             regions = {} if aligned is None else metrics.nme_by_region(aligned.landmarks_px, record.landmarks)
             row.update({f"nme_{name}": float(regions[name]) if regions else math.inf for name in metrics.REGIONS_68})
         rows.append(row)
-    return rows
+    return rows, predictions
+
+
+def write_worst(path: Path, records: Sequence[FaceRecord], predictions: Sequence[Optional[np.ndarray]],
+                errors: np.ndarray) -> Path:
+    """The worst WORST_FRACTION of the faces (at least one) with labels and prediction: where to look first."""
+    import cv2
+
+    from edge.eval.faces import read_image
+
+    worst = np.argsort(-np.nan_to_num(errors, posinf=1e9), kind="stable")[:max(1, round(WORST_FRACTION * len(errors)))]
+    sheet = draw_faces([read_image(records[i].image_path) for i in worst], [records[i].landmarks for i in worst],
+                       [predictions[i] for i in worst],
+                       [f"{os.path.basename(records[i].image_path)[:16]} {100 * errors[i]:.1f}%" for i in worst])
+    cv2.imwrite(str(path), sheet)
+    return path
 
 
 def region_means(rows: Sequence[Row]) -> Dict[str, float]:
@@ -59,8 +79,8 @@ def baseline_errors(npz_path: str, records: Sequence[FaceRecord]) -> Tuple[np.nd
 
 def run(images: str, records: Sequence[FaceRecord], finder: FaceFinder, out: Path, model_info: Dict[str, str],
         baseline: Optional[str] = None) -> Tuple[Dict[str, Any], List[Path]]:
-    """Evaluate the faces of `images`, then write landmarks.csv, landmarks.json and ced.png into `out`."""
-    rows = evaluate(records, finder)
+    """Evaluate the faces of `images`, then write landmarks.csv, landmarks.json, ced.png and worst.png into `out`."""
+    rows, predictions = evaluate(records, finder)
     errors = np.array([r["nme"] for r in rows])
     summary: Dict[str, Any] = {"command": "landmarks", "images": os.path.abspath(images), **model_info,
                                "boxes": finder.boxes, "passes": finder.passes,
@@ -75,7 +95,7 @@ def run(images: str, records: Sequence[FaceRecord], finder: FaceFinder, out: Pat
         curves.append((_legend(f"baseline {Path(baseline).stem}", base), *metrics.ced_curve(base_errors)))
     title = f"CED on {'/'.join(Path(os.path.abspath(images)).parts[-2:])} ({summary['faces']} faces)"
     files = [write_csv(out / "landmarks.csv", rows), write_json(out / "landmarks.json", summary),
-             Path(write_ced(str(out / "ced.png"), curves, title))]
+             Path(write_ced(str(out / "ced.png"), curves, title)), write_worst(out / "worst.png", records, predictions, errors)]
     return summary, files
 
 

@@ -1,11 +1,11 @@
-"""The CED plot, drawn with OpenCV.
+"""The CED plot and a contact sheet of the worst faces, drawn with OpenCV.
 
 OpenCV is already a runtime dependency (also on a Jetson); matplotlib would add a large package
 and its font/backend set-up for one line chart with axes, a grid and a legend.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -64,3 +64,25 @@ def _grid_line(img: np.ndarray, ends: np.ndarray, label: str, axis: str) -> None
 
 def _text(img: np.ndarray, text: str, org: Tuple[int, int], color: Tuple[int, int, int]) -> None:
     cv2.putText(img, text, org, _FONT, 0.5, color, 1, cv2.LINE_AA)
+
+
+def draw_faces(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], predictions: Sequence[Optional[np.ndarray]],
+               captions: Sequence[str], tile: int = 200, columns: int = 6) -> np.ndarray:
+    """A contact sheet: each face cut square around its labels, labels green, prediction red (none: missed)."""
+    tiles = []
+    for image, truth, pred, caption in zip(images, truths, predictions, captions):
+        lo, hi = truth.min(0), truth.max(0)
+        centre, side = (lo + hi) / 2, 1.6 * float((hi - lo).max())
+        scale = tile / side
+        matrix = np.array([[scale, 0, tile / 2 - scale * centre[0]], [0, scale, tile / 2 - scale * centre[1]]])
+        cell = cv2.warpAffine(image, matrix, (tile, tile), borderValue=(40, 40, 40))
+        for points, colour in ((truth, (80, 220, 80)), (pred, (60, 60, 255))):
+            if points is not None:
+                for x, y in points @ matrix[:, :2].T + matrix[:, 2]:
+                    cv2.circle(cell, (int(round(x)), int(round(y))), 2, colour, -1, cv2.LINE_AA)
+        _text(cell, caption, (4, tile - 6), (255, 255, 255))
+        tiles.append(cell)
+    while len(tiles) % columns:
+        tiles.append(np.zeros((tile, tile, 3), np.uint8))
+    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+    return np.vstack(rows) if rows else np.zeros((tile, tile * columns, 3), np.uint8)
