@@ -32,7 +32,7 @@ models: $(STAMP)
 # parameter after defaults) are mended after install.
 TRT_MODULES := edge/runtime/trt_compat.py edge/compile/builder.py edge/compile/trt_calibrator.py edge/runtime/tensorrt.py \
 	edge/runtime/cuda.py edge/runtime/kernels.py edge/runtime/base.py edge/pipeline/gpu_crop.py \
-	edge/pipeline/gpu_loop.py edge/app/run.py build_engine.py
+	edge/pipeline/gpu_loop.py edge/app/run.py edge/compile/request.py build_engine.py
 STUBS := $(VENV)/stubs/.installed
 $(STUBS): $(STAMP)
 	$(VPY) -m pip install -q --no-deps --target $(VENV)/stubs tensorrt-stubs==10.13.0.35.1
@@ -44,6 +44,7 @@ lint: $(STAMP) $(STUBS)
 	$(VENV)/bin/vermin -q -t=3.8- --violations --no-tips --eval-annotations edge *.py bench tests
 	$(VPY) -m pyflakes edge bench tests *.py
 	$(VENV)/bin/mypy $(TRT_MODULES)
+	$(VPY) -m pytest -q -p no:cacheprovider tests/test_layers.py  # the house's layers: no cycle, no upward import
 
 test: models lint
 	$(VPY) -m pytest -q

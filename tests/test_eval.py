@@ -220,6 +220,10 @@ def test_landmarks_command_writes_csv_json_and_ced(astronaut_folder, tmp_path, b
         assert float(rows[0]["match_iou"]) > 0.5  # the hand-made labels sit on the detected face
     plot = cv2.imread(str(out / "ced.png"))
     assert plot is not None and plot.shape[2] == 3 and (plot < 128).any()
+    sheet = cv2.imread(str(out / "worst.png"))  # one face: the worst 5 % is that face, labels and prediction drawn
+    assert sheet.shape == (200, 6 * 200, 3)
+    first = sheet[:, :200].reshape(-1, 3).astype(int)
+    assert ((first[:, 1] > 180) & (first[:, 2] < 120)).any() and ((first[:, 2] > 200) & (first[:, 1] < 100)).any()
 
 
 def test_landmarks_baseline_is_scored_on_the_same_faces_by_region(astronaut_folder, tmp_path):
