@@ -64,7 +64,7 @@ COMPAT_PY ?= $(or $(shell python3.8 -c 'import sys; print(sys.executable)' 2>/de
 COMPAT_VENV := .venv-jetson
 COMPAT_TESTS := tests/test_crop.py tests/test_detector.py tests/test_tracker.py tests/test_loop.py \
 	tests/test_run_camera.py tests/test_runtime_cpu.py tests/test_config.py tests/test_sources.py \
-	tests/test_failures.py tests/test_rtsp.py
+	tests/test_failures.py tests/test_rtsp.py tests/test_mqtt.py tests/test_stills.py tests/test_layers.py
 compat: models
 	test -x $(COMPAT_VENV)/bin/python || $(COMPAT_PY) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -m pip install -q -r requirements-jetson.txt

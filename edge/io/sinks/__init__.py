@@ -118,7 +118,12 @@ def open_sink(target: str, options: SinkOptions = SinkOptions(), key: Optional[s
     module, _, name = SINKS[key or sink_key(target)].partition(":")
     if target.startswith("file://"):
         target = target[len("file://"):]
-    return getattr(importlib.import_module(module), name)(target, options)  # type: ignore[no-any-return]
+    try:
+        sink_class = getattr(importlib.import_module(module), name)
+    except ImportError as exc:  # a sink's own package (paho-mqtt) where only the core was installed
+        raise ConfigError(f"{options.flag} {target}: needs the Python package '{exc.name}'; "
+                          "pip install -r requirements.txt (or requirements-jetson.txt)") from exc
+    return sink_class(target, options)  # type: ignore[no-any-return]
 
 
 class Sinks:

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Photo accuracy of the product beside MediaPipe Face Mesh, on the same labelled folders, in one table.
+
+Ours: `python -m edge.eval landmarks` with a config (default configs/cpu.yaml), which runs each photo
+exactly as `run_camera.py -i FOLDER` does. The peer: ../shared/peers/mediapipe_stills.py with our own
+468 -> 68 map (edge/train/teacher_fit.npz), in its own venv when one exists (/tmp/peer-venv,
+/work/teacher-venv). Default folders: the never-selected halves made by `python -m edge.eval.splits`
+(cache/splits/report and report_wild) and all of HELEN test. Results: a table on stdout, JSON in --out.
+
+  python bench/stills_accuracy.py
+  python bench/stills_accuracy.py --config configs/cpu_accurate.yaml --folders cache/splits/select
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT.parent / "shared" / "peers" / "mediapipe_stills.py"
+PEER_PYTHONS = ("/tmp/peer-venv/bin/python", "/work/teacher-venv/bin/python")
+FIT = ROOT / "edge" / "train" / "teacher_fit.npz"
+FOLDERS = ("cache/splits/report", "cache/splits/report_wild", "../shared/data/helen/test")
+PEER_LINE = re.compile(r"NME ([\d.]+), FR@10 ([\d.]+), AUC@10 ([\d.]+)")
+PEER_REGIONS = re.compile(r"(jaw|brows|nose|eyes|mouth) ([\d.]+)")
+
+
+def ours(folder: str, config: str, out: Path) -> Dict[str, Any]:
+    result = out / Path(folder).name
+    cmd = [sys.executable, "-m", "edge.eval", "landmarks", "--images", folder, "--config", config, "--out", str(result)]
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    summary = json.loads((result / "landmarks.json").read_text())
+    return {k: summary[k] for k in ("faces", "found", "nme_mean", "fr_10", "auc_10", "nme_by_region", "model", "passes")}
+
+
+def peer(folder: str) -> Optional[Dict[str, Any]]:
+    python = next((p for p in PEER_PYTHONS if os.path.exists(p)), None)
+    if python is None or not PEER.exists():
+        return None
+    text = subprocess.run([python, str(PEER), folder, str(FIT)], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout
+    nme, fr, auc = (float(v) for v in PEER_LINE.search(text).groups())  # type: ignore[union-attr]
+    regions = {name: float(v) for name, v in PEER_REGIONS.findall(text.split("by region:")[-1])}
+    return {"nme_mean": nme, "fr_10": fr, "auc_10": auc, "nme_by_region": regions}
+
+
+def row(name: str, r: Dict[str, Any]) -> str:
+    regions = " / ".join(f"{100 * r['nme_by_region'][k]:.2f}" for k in ("jaw", "brows", "nose", "eyes", "mouth"))
+    return f"| {name} | {100 * r['nme_mean']:.2f} % | {100 * r['fr_10']:.1f} % | {r['auc_10']:.3f} | {regions} |"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(ROOT / "configs" / "cpu.yaml"), help="run settings (default: %(default)s)")
+    ap.add_argument("--folders", nargs="+", default=list(FOLDERS), help="labelled folders (default: %(default)s)")
+    ap.add_argument("--no-peer", action="store_true", help="skip MediaPipe")
+    ap.add_argument("--out", default=str(ROOT / "out" / "stills_accuracy"), help="folder for the results")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    missing = [f for f in args.folders if not os.path.isdir(f)]
+    if missing:
+        print(f"error: no folder {missing[0]}; make the splits with `python -m edge.eval.splits`", file=sys.stderr)
+        return 2
+    results: Dict[str, Any] = {"config": args.config}
+    print("| folder, who | NME | FR@10 | AUC@10 | jaw / brows / nose / eyes / mouth % |\n|---|---|---|---|---|")
+    for folder in args.folders:
+        entry = {"ours": ours(folder, args.config, out)}
+        print(row(f"{folder}, ours ({entry['ours']['faces']} faces)", entry["ours"]), flush=True)
+        if not args.no_peer:
+            entry["mediapipe"] = peer(folder)
+            if entry["mediapipe"]:
+                print(row(f"{folder}, MediaPipe + our map", entry["mediapipe"]), flush=True)
+        results[folder] = entry
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stills_accuracy.json").write_text(json.dumps(results, indent=1))
+    print(f"results: {out / 'stills_accuracy.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
