@@ -181,3 +181,13 @@ def test_first_crop_matches_the_landmark_crop_on_helen(shared_data):
         centre_err.append(math.hypot(got.cx - want.cx, got.cy - want.cy) / want.size)
         angle_err.append(abs(got.angle_deg - want.angle_deg))
     assert np.median(size_err) < 0.06 and np.median(centre_err) < 0.04 and np.median(angle_err) < 3.0
+
+
+def test_open_detector_picks_the_class_by_the_models_metadata():
+    from edge.detectors import open_detector
+
+    detector = open_detector(open_engine(str(model_path("blazeface_full.onnx")), threads=1), 1.45, 0.7)
+    assert isinstance(detector, FaceDetector) and detector.variant == "full"
+    assert (detector.crop_scale, detector.score_threshold) == (1.45, 0.7)
+    with pytest.raises(ModelError, match=r"atpn68.onnx: not a face detector this project knows .* blazeface"):
+        open_detector(open_engine(str(model_path("atpn68.onnx"))), 1.45)

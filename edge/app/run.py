@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 from edge.config import Config
 from edge.pipeline.aligner import Aligner
 from edge.detectors.base import DetectorCascade
-from edge.detectors.blazeface import FaceDetector
+from edge.detectors import open_detector
 from edge.pipeline.loop import FacePipeline, run_loop
 from edge.io.sinks import SinkOptions, Sinks, open_sink
 from edge.pipeline.render import default_overlay
@@ -41,7 +41,7 @@ def open_pipeline(config: Config, stack: ExitStack, log: Callable[[str], None] =
     for path in config.models.detector_paths():
         engine = stack.enter_context(open_engine(engine_file(config, path, "1", log), runtime.backend,
                                                  runtime.detector_threads, spin))
-        detectors.append(FaceDetector(engine, crop_scale=scale, score_threshold=config.detector.score_threshold))
+        detectors.append(open_detector(engine, scale, config.detector.score_threshold))
     detector = DetectorCascade(detectors)
     tracker = Tracker(config.tracker, crop_scale=scale)
     if not backend.on_device:
