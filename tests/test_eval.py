@@ -352,6 +352,7 @@ def test_tracking_with_a_perfect_aligner_tracks_and_rarely_detects(astronaut_bgr
         rows = run_sequence(pipeline, counter, frames(), 0)
     s = summarize(rows)
     assert s["visible_frames"] >= 40 and s["tracked_fraction"] >= 0.95
+    assert s["tracked_within_15"] == pytest.approx(s["tracked_fraction"])  # an oracle: every tracked frame is exact
     assert s["nme_tracked_mean"] == pytest.approx(0.0, abs=1e-6)  # float32 landmarks
     assert s["detector_fraction_visible"] <= 0.1 < s["detector_fraction"]  # it searched while the face was away
     assert s["false_face_fraction_away"] == 0.0

@@ -71,7 +71,7 @@ class Scene:
 
 
 def make_tracker(**overrides: object) -> Tracker:
-    settings = dict(track_threshold=0.5, detect_every=10, max_faces=4)
+    settings = dict(track_threshold=0.5, detect_every=10, max_faces=4, idle_grace=0, idle_detect_every=1)
     settings.update(overrides)
     return Tracker(TrackerConfig(**settings), crop_scale=CROP_SCALE)  # type: ignore[arg-type]
 
@@ -199,6 +199,19 @@ def test_an_empty_scene_is_searched_every_idle_detect_every_frames():
     scene.faces = []  # it leaves: the track ends, searching goes back to every third frame
     run(tracker, scene, 7)
     assert scene.detect_calls == 3 + 1 + 2  # the frame it ended on, then 3 and 6 frames later
+
+
+def test_after_a_loss_it_searches_every_frame_for_idle_grace_frames_then_backs_off():
+    """A face lost at a shot cut is usually back on the next frame: the grace frames find it at once."""
+    scene, tracker = Scene(), make_tracker(idle_grace=5, idle_detect_every=3)
+    run(tracker, scene, 10)
+    assert scene.detect_calls == 5 + 2  # frames 0-4, then 5 and 8
+    scene.faces = [{"cx": 300.0, "cy": 180.0, "s": 100.0}]
+    assert [len(faces) for faces in run(tracker, scene, 3)] == [0, 1, 1]  # frame 10 skipped, found on 11
+    scene.faces = []
+    calls = scene.detect_calls
+    run(tracker, scene, 9)  # the track ends on the first of these, then 5 grace frames and every 3rd
+    assert scene.detect_calls - calls == 1 + 5 + 1
 
 
 @pytest.mark.parametrize("a, b, expected", [

@@ -37,7 +37,7 @@ from edge.eval.datasets import read_pts_folder
 SUMMARY_KEYS = {
     "landmarks": ("faces", "found", "detection_rate", "nme_mean", "nme_median", "fr_10", "auc_10", "nme_by_region"),
     "pose": ("faces", "found", "detection_rate", "yaw_mae", "pitch_mae", "roll_mae", "mean_mae"),
-    "tracking": ("sequences", "frames", "visible_frames", "tracked_fraction", "detector_fraction",
+    "tracking": ("sequences", "frames", "visible_frames", "tracked_fraction", "tracked_within_15", "detector_fraction",
                  "detector_fraction_visible", "nme_tracked_mean", "fr_10", "auc_10", "false_face_fraction_away"),
 }
 

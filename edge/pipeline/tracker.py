@@ -1,12 +1,14 @@
 """Heatmap-guided face tracking as a pure state machine (MediaPipe Face Mesh semantics).
 
-Detect on the first frame and whenever no track is alive (on every `idle_detect_every`-th such
-frame, to spare a Jetson's power on an empty scene); otherwise each track's next crop comes
+Detect on the first frame and whenever no track is alive: on each of the first `idle_grace` such
+frames (a face lost at a shot cut is back at once), then on every `idle_detect_every`-th (to spare a
+Jetson's power on an empty scene); otherwise each track's next crop comes
 from its previous landmarks, and ATPN's track score decides whether it survives. The detector also
 runs every `detect_every` frames to pick up new faces; a detection that overlaps a live track is
 that track's face (IDs stay stable), the others start new tracks up to `max_faces`. All crops of a
 frame go to the aligner in one batch. A detection's first crop is the detector's own (`Detections.crops`).
-The detector and the aligner are passed in as callables, so the tracker does no I/O and runs on synthetic data in tests.
+The detector and the aligner are passed in as callables, so the tracker does no I/O and runs on synthetic
+data in tests.
 """
 from __future__ import annotations
 
@@ -53,8 +55,9 @@ class Tracker:
         tracking = bool(self._tracks)
         if tracking:
             detected = every > 0 and self._frames_since_detection >= every
-        else:  # an empty scene: search on every idle_detect_every-th frame (saves the detector's power)
-            detected = self._idle_frames % self.config.idle_detect_every == 0
+        else:  # an empty scene: search at once, then on every idle_detect_every-th frame (the detector's power)
+            idle = self._idle_frames
+            detected = idle < self.config.idle_grace or (idle - self.config.idle_grace) % self.config.idle_detect_every == 0
         if detected:
             self._add_new_faces(detect(image))
         faces = self._align(image, align)
