@@ -127,7 +127,7 @@ def loop_landmarks(pipeline: FacePipeline, frames: List[np.ndarray]) -> Landmark
 
 def need_models() -> None:
     """Skip (saying how to make them) when `make models` has not run."""
-    for name in ("atpn68.onnx", "blazeface_short.onnx", "blazeface_full.onnx"):
+    for name in ("atpn68.onnx", "atpn68_integral.onnx", "blazeface_short.onnx", "blazeface_full.onnx"):
         model_path(name)
 
 
@@ -173,7 +173,7 @@ def test_gpu_loop_on_cuda_stand_ins_matches_the_cpu_loop(frames, cpu_landmarks, 
         assert isinstance(pipeline, GpuFacePipeline) and pipeline.cropper.placement == placement
         gpu = loop_landmarks(pipeline, frames)
         engines = {"atpn": pipeline.aligner.engine,
-                   **{f"detector-{d.variant}": d.engine for d in pipeline.detector.detectors}}  # type: ignore[attr-defined]
+                   **{f"detector-{d.name}": d.engine for d in pipeline.detector.detectors}}  # type: ignore[attr-defined]
         assert {name: hist.n for name, hist in pipeline.gpu.ms.items()} == {
             name: e.calls for name, e in engines.items() if e.calls}  # one GPU time per engine call
         assert all(hist.min > 0 for hist in pipeline.gpu.ms.values())
@@ -182,6 +182,21 @@ def test_gpu_loop_on_cuda_stand_ins_matches_the_cpu_loop(frames, cpu_landmarks, 
     assert differ <= 2, f"{differ} of {FRAMES} frames with another number of faces"
     assert len(dists) >= 0.9 * sum(map(len, cpu_landmarks)), "too few faces tracked alike to compare"
     assert np.median(dists) <= MEDIAN_PX["fp32"], np.median(dists)
+
+
+@pytest.mark.gpu
+def test_gpu_stills_upload_each_photo_and_match_the_cpu(frames, monkeypatch):
+    """Photos on the GPU loop: each one is uploaded before its crops are cut (a stale frame would give the
+    previous photo's faces), and the landmarks match the CPU's stills path."""
+    photos = frames[::7]
+    with ExitStack() as stack:
+        cpu = [p.process_still(image, 2) for p in [app.open_pipeline(load_config(None), stack)] for image in photos]
+    with stand_in_pipeline(STAGED, monkeypatch) as pipeline:
+        gpu = [pipeline.process_still(image, 2) for image in photos]
+    assert [len(faces) for faces in gpu] == [len(faces) for faces in cpu]
+    dists = [float(np.linalg.norm(g.landmarks_px - c.landmarks_px, axis=1).mean())
+             for gs, cs in zip(gpu, cpu) for g, c in zip(gs, cs)]
+    assert dists and np.median(dists) <= MEDIAN_PX["fp32"], np.median(dists)
 
 
 @pytest.mark.gpu

@@ -64,10 +64,19 @@ class GpuFacePipeline(FacePipeline):
         self.gpu = GpuTimer(self.ctx)
 
     def process(self, image: np.ndarray) -> List[Face]:
-        with self.timer.stage("capture"):  # the frame's upload is part of getting it
-            self.cropper.upload(image)
+        self._upload(image)
         with self.ctx.active():
             return super().process(image)
+
+    def process_still(self, image: np.ndarray, passes: int = 1) -> List[Face]:
+        self._upload(image)
+        with self.ctx.active():
+            return super().process_still(image, passes)
+
+    def _upload(self, image: np.ndarray) -> None:
+        """The frame to the device (mapped on Jetson), where every crop of it is cut; part of getting it."""
+        with self.timer.stage("capture"):
+            self.cropper.upload(image)
 
     def _detect(self, image: np.ndarray) -> Detections:
         """The cascade on the GPU: each model in turn until one finds a face."""
