@@ -7,7 +7,9 @@ Relative model paths are taken from the project root, so the CLI works from any 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
@@ -262,6 +264,29 @@ def _checked_value(key: str, type_name: str, value: Any) -> Any:
     return float(value) if "float" in type_name and value is not None else value
 
 
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+@lru_cache(maxsize=None)
+def _loader() -> Any:
+    """PyYAML's safe loader without YAML 1.1's base-60 numbers, which read an unquoted `batch: 1:4:8` as the
+    integer 3848; here it stays the string it looks like (every other number reads as before)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {  # type: ignore[assignment]
+        first: [(tag, regex) for tag, regex in resolvers if tag not in (_INT, _FLOAT)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)"
+                                                  r"|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+    Loader.add_implicit_resolver(_FLOAT, re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+                                                    r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+                                                    r"|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+    return Loader
+
+
 def read_yaml(path: Path) -> Any:
     """A YAML file's data, or a one-line ConfigError naming the file (and the line of a syntax error)."""
     import yaml
@@ -271,7 +296,7 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}; pass an existing file to --config") from exc
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -313,6 +313,7 @@ def test_build_section_of_a_yaml_config(tmp_path):
     cfg = tmp_path / "jetson.yaml"
     cfg.write_text("models: {atpn: models/atpn68.onnx}\nbuild:\n  onnx: models/atpn68.onnx\n  fp16: true\n"
                    "  batch: 1:2:4\n  workspace: 256\n")
+    assert request_from(str(cfg), {}).batch == "1:2:4"  # unquoted: not YAML 1.1's base-60 integer 3724
     request = request_from(str(cfg), {"batch": "1:4:8", "fp16": False})
     assert (request.onnx, request.fp16, request.batch, request.workspace) == ("models/atpn68.onnx", True, "1:4:8", 256)
     cfg.write_text("build:\n  fp61: true\n")
