@@ -30,7 +30,7 @@ class ModelSpec:
     heatmap_sigma: float = 1.0  # in heatmap cells
     mean: float = 127.5  # crop = (RGB - mean) / std, same for all channels
     std: float = 128.0
-    crop_scale: float = 1.6  # crop side = crop_scale * landmark-box size (see pipeline.crop)
+    crop_scale: float = 1.6  # crop side = crop_scale * landmark-box size (see model/crop.py)
     width: float = 1.0  # ATPN's channel multiplier (the tensors above do not depend on it)
     landmark_head: str = "regression"  # "regression" (7x7 features -> linear, shipped) or "integral" (soft-argmax on S/4)
 
