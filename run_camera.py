@@ -136,6 +136,7 @@ def run_benchmark(config: Config, runs: int, report_path: str) -> int:
     """trtexec-style timing of the whole loop on the configured input; the JSON report goes to `report_path`,
     checked before the timing starts."""
     from edge.app.benchmark import benchmark, decode_frames, format_report
+    from edge.io.uri import names_photos
     from edge.io.sinks import output_path
 
     if runs < 1:
@@ -144,7 +145,7 @@ def run_benchmark(config: Config, runs: int, report_path: str) -> int:
     say = partial(print, flush=True)
     images = decode_frames(config.source.input, config.source.max_frames, log=say)
     print(f"benchmark: {len(images)} frames from {config.source.input} decoded; {runs} timed runs", flush=True)
-    report = benchmark(images, config, runs, log=say)
+    report = benchmark(images, config, runs, log=say, stills=config.stills.applies_to(names_photos(config.source.input)))
     print(format_report(report))
     try:
         with open(report_path, "w") as f:

@@ -31,7 +31,7 @@ PEER_REGIONS = re.compile(r"(jaw|brows|nose|eyes|mouth) ([\d.]+)")
 
 
 def ours(folder: str, config: str, out: Path) -> Dict[str, Any]:
-    result = out / Path(folder).name
+    result = out / "_".join(Path(folder).parts[-2:])  # report and helen/test, not both "test"
     cmd = [sys.executable, "-m", "edge.eval", "landmarks", "--images", folder, "--config", config, "--out", str(result)]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     summary = json.loads((result / "landmarks.json").read_text())
@@ -44,7 +44,10 @@ def peer(folder: str) -> Optional[Dict[str, Any]]:
         return None
     text = subprocess.run([python, str(PEER), folder, str(FIT)], cwd=ROOT, check=True, capture_output=True,
                           text=True).stdout
-    nme, fr, auc = (float(v) for v in PEER_LINE.search(text).groups())  # type: ignore[union-attr]
+    found = PEER_LINE.search(text)
+    if found is None:
+        raise SystemExit(f"error: {PEER.name} printed no NME line for {folder}; run it by hand to see why")
+    nme, fr, auc = (float(v) for v in found.groups())
     regions = {name: float(v) for name, v in PEER_REGIONS.findall(text.split("by region:")[-1])}
     return {"nme_mean": nme, "fr_10": fr, "auc_10": auc, "nme_by_region": regions}
 
@@ -61,7 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--no-peer", action="store_true", help="skip MediaPipe")
     ap.add_argument("--out", default=str(ROOT / "out" / "stills_accuracy"), help="folder for the results")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     missing = [f for f in args.folders if not os.path.isdir(f)]
     if missing:
         print(f"error: no folder {missing[0]}; make the splits with `python -m edge.eval.splits`", file=sys.stderr)
@@ -69,10 +72,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     results: Dict[str, Any] = {"config": args.config}
     print("| folder, who | NME | FR@10 | AUC@10 | jaw / brows / nose / eyes / mouth % |\n|---|---|---|---|---|")
     for folder in args.folders:
-        entry = {"ours": ours(folder, args.config, out)}
+        entry = {"ours": ours(os.path.abspath(folder), os.path.abspath(args.config), out)}  # it runs from the root
         print(row(f"{folder}, ours ({entry['ours']['faces']} faces)", entry["ours"]), flush=True)
         if not args.no_peer:
-            entry["mediapipe"] = peer(folder)
+            entry["mediapipe"] = peer(os.path.abspath(folder))
             if entry["mediapipe"]:
                 print(row(f"{folder}, MediaPipe + our map", entry["mediapipe"]), flush=True)
         results[folder] = entry

@@ -21,7 +21,7 @@ from edge.runtime import BACKENDS
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "cpu.yaml"
 DISPLAY_MODES = ("auto", "on", "off")
 SPIN_MODES = ("auto", "on", "off")
-OTHER_TOOLS_SECTIONS = ("build",)  # build_engine.py reads it (edge/runtime/engine_request.py): one file per device serves both
+OTHER_TOOLS_SECTIONS = ("build",)  # build_engine.py reads it (edge/compile/request.py): one file per device serves both
 T = TypeVar("T")
 
 

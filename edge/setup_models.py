@@ -30,14 +30,15 @@ Record = Dict[str, Dict[str, object]]
 
 
 def atpn_onnx(models_dir: Path) -> str:
-    """models/atpn68.onnx (the default model), exported again whenever the shipped checkpoint is newer."""
+    """models/atpn68.onnx (the regression head: the Jetson presets' model), exported again whenever the shipped
+    checkpoint is newer."""
     from edge.model.export import DEFAULT_WEIGHTS
 
     return _export_when_stale(DEFAULT_WEIGHTS, models_dir / "atpn68.onnx")
 
 
 def atpn_integral_onnx(models_dir: Path) -> str:
-    """models/atpn68_integral.onnx, the opt-in integral-head model (`models.atpn` in a config selects it)."""
+    """models/atpn68_integral.onnx, the integral head: the default config's model."""
     from edge.model.export import DEFAULT_WEIGHTS
 
     weights = DEFAULT_WEIGHTS.with_name("atpn68_integral.pt")

@@ -194,7 +194,7 @@ def undecodable_folder(tmp_path):
 
 
 def test_an_input_without_one_decodable_frame_is_a_one_line_source_error(undecodable_folder, pipeline):
-    message = f"{undecodable_folder}: no frame could be read (2 failed to decode)"
+    message = f"{undecodable_folder}: no image could be read (2 failed to decode)"
     with pytest.raises(SourceError, match=re.escape(message)) as err:
         run_loop(FolderSource(str(undecodable_folder)), pipeline, Sinks(), RunStats())
     assert "\n" not in str(err.value)

@@ -66,13 +66,14 @@ def decode_budget_mb() -> float:
 
 
 def benchmark(images: List[np.ndarray], config: Config, runs: int,
-              log: Callable[[str], None] = lambda line: None) -> Dict[str, Any]:
-    """`runs` (>= 1) passes over `images` with a fresh tracker each; the median run (by FPS) is reported."""
+              log: Callable[[str], None] = lambda line: None, stills: bool = False) -> Dict[str, Any]:
+    """`runs` (>= 1) passes over `images` with a fresh tracker each; the median run (by FPS) is reported.
+    `stills`: the images are photos, timed as a run on them goes (stills model and passes, no tracking)."""
     if runs < 1:
         raise ConfigError(f"benchmark runs must be at least 1, got {runs}")
     results = []
     with ExitStack() as stack:
-        pipeline = open_pipeline(config, stack, log)
+        pipeline = open_pipeline(config, stack, log, stills=stills)
         gpu = getattr(pipeline, "gpu", None)
         for k in range(runs):
             pipeline.tracker.reset()
@@ -80,7 +81,7 @@ def benchmark(images: List[np.ndarray], config: Config, runs: int,
                 gpu.ms.clear()
             stats = RunStats()
             start = time.perf_counter()
-            run_loop(MemorySource(images), pipeline, Sinks(), stats)
+            run_loop(MemorySource(images), pipeline, Sinks(), stats, still_passes=config.stills.passes if stills else 0)
             summary = stats.summary()
             summary["wall_fps"] = len(images) / (time.perf_counter() - start)
             if gpu is not None:
@@ -89,7 +90,8 @@ def benchmark(images: List[np.ndarray], config: Config, runs: int,
             log(f"  run {k + 1}: {summary['wall_fps']:.1f} FPS, face on {summary['frames_with_face']}/{len(images)}, "
                 f"detector on {100 * float(summary['detector_fraction']):.1f} %")
     median = sorted(results, key=lambda r: r["wall_fps"])[len(results) // 2]
-    return {"frames": len(images), "backend": config.runtime.backend, "threads": config.runtime.threads,
+    return {"frames": len(images), "mode": "stills" if stills else "sequence", "backend": config.runtime.backend,
+            "threads": config.runtime.threads,
             "fps_runs": [r["wall_fps"] for r in results], "median_run": median,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "power_mode": power_mode()}
 
@@ -109,9 +111,9 @@ def power_mode() -> Optional[str]:
 
 def format_report(report: Dict[str, Any]) -> str:
     run = report["median_run"]
-    lines = [f"median of {len(report['fps_runs'])} runs ({report['backend']}): {run['wall_fps']:.1f} FPS end-to-end "
-             f"after decode, face on {run['frames_with_face']}/{run['frames']} frames, detector on "
-             f"{100 * run['detector_fraction']:.1f} %, peak RSS {report['peak_rss_mb']:.0f} MB"]
+    lines = [f"median of {len(report['fps_runs'])} runs ({report['backend']}, {report['mode']}): "
+             f"{run['wall_fps']:.1f} FPS end-to-end after decode, face on {run['frames_with_face']}/{run['frames']} "
+             f"frames, detector on {100 * run['detector_fraction']:.1f} %, peak RSS {report['peak_rss_mb']:.0f} MB"]
     for name, row in run["stages_ms"].items():
         lines.append(f"  {name:<10} p50 {row['p50']:7.2f}  p90 {row['p90']:7.2f}  p99 {row['p99']:7.2f} ms")
     for name, row in run.get("gpu_ms", {}).items():

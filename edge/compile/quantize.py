@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any, Dict, Iterator, List, Optional
 
+from edge.config import ModelsConfig
 from edge.pipeline.calibration_set import CalibrationSet
 from edge.compile.precision import LANDMARK_OUTPUT, Layer, float_layers
 from edge.errors import EdgeError, ModelError
@@ -110,7 +111,8 @@ def _set_metadata(model: Any, values: Dict[str, str]) -> None:
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edge.compile.quantize", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--onnx", default="models/atpn68.onnx", help="FP32 ATPN model (default: %(default)s)")
+    ap.add_argument("--onnx", default=ModelsConfig().path("atpn"), help="FP32 ATPN model, the one the calibration set "
+                    "was cut for (default: the config's, %(default)s)")
     ap.add_argument("--calib", required=True, help="calibration set from `python -m edge.pipeline.calibration`")
     ap.add_argument("--out", help="Q/DQ model to write (default: beside --onnx, as <stem>.qdq.onnx)")
     ap.add_argument("--keep-float", choices=KEEP_FLOAT, default=DEFAULT_KEEP_FLOAT,

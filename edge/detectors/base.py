@@ -3,7 +3,7 @@
 A detector places each face's first ATPN crop itself (`Detections.crops`), because only it knows how its
 boxes and keypoints sit on a face; the tracker, the stills path and calibration just use the crops.
 A detector whose network runs on an `Engine` (`NetworkDetector`) can also run in the GPU loop, which cuts
-its input on the device. A second detector is one file beside blazeface.py, registered in edge/app/run.py.
+its input on the device. A second detector is one file beside blazeface.py plus its line in DETECTORS (__init__.py).
 """
 from __future__ import annotations
 

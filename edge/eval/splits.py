@@ -93,6 +93,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: --out {args.out}: cannot write there ({exc.strerror}); pick another folder", file=sys.stderr)
+        return 2
     print(f"splits: {counts['select']} faces to choose by in {args.out}/select(_wild), {counts['report']} never "
           f"chosen by in {args.out}/report(_wild)")
     return 0

@@ -12,9 +12,16 @@ USAGE = """input URIs:
   csi://0                            Jetson CSI camera through GStreamer nvarguscamerasrc (same)
   rtsp://[user:pass@]host/stream     network stream (same; the password is never printed)
   file://clip.mp4 | clip.mp4         video file, every frame in order
-  path/to/folder                     folder of images, in sorted name order
+  path/to/folder | photo.jpg         folder of images in sorted name order, or one image: photos, each
+                                     detected and refined on its own (--stills off: frames of one scene)
   demo                               built-in moving sequence made from the astronaut photo
   auto                               camera 0 if it opens, else demo"""
+
+
+def names_photos(uri: str) -> bool:
+    """A folder (of images) or an image file: pictures, run as stills by default (config `stills`)."""
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(IMAGE_SUFFIXES))
 
 
 def open_source(uri: str, live: LiveOptions = LiveOptions(),
@@ -37,7 +44,7 @@ def open_source(uri: str, live: LiveOptions = LiveOptions(),
     if text.startswith(("rtsp://", "rtsps://", "http://", "https://")):
         return camera.StreamSource(text, live, log)
     path = text[len("file://"):] if text.startswith("file://") else text
-    if os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(IMAGE_SUFFIXES)):
+    if names_photos(path):
         return FolderSource(path)
     if "://" in text and not text.startswith("file://"):
         raise SourceError(f"unknown input URI scheme in {uri!r}; valid: 0, v4l2:///dev/videoN, csi://N, "

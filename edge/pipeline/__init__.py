@@ -1,1 +1,1 @@
-"""One frame's work and the loop around it: crop, aligner, tracker, the CPU and GPU loops, overlay, stats."""
+"""One frame's work and the loop around it: aligner, tracker, the CPU and GPU loops, overlay, stats, calibration crops."""

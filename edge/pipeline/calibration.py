@@ -49,14 +49,14 @@ def collect_crops(source_uri: str, detector_paths: Sequence[str], spec: ModelSpe
 
     from edge.model.crop import warp_crops
     from edge.detectors.base import DetectorCascade
-    from edge.detectors.blazeface import FaceDetector
+    from edge.detectors import open_detector
     from edge.io.uri import open_source
     from edge.runtime.onnxrt import OnnxRuntimeEngine
 
     crops: List[np.ndarray] = []
     kept = frames = empty = 0
     with ExitStack() as stack:
-        detector = DetectorCascade([FaceDetector(stack.enter_context(OnnxRuntimeEngine(path, threads=1)), spec.crop_scale)
+        detector = DetectorCascade([open_detector(stack.enter_context(OnnxRuntimeEngine(path, threads=1)), spec.crop_scale)
                                     for path in detector_paths])
         source = stack.enter_context(open_source(source_uri))
         bar = tqdm(total=max_crops, desc="calibration crops", unit="crop", file=sys.stderr, leave=False,

@@ -105,5 +105,8 @@ def run_loop(source: Source, pipeline: FacePipeline, sinks: Sinks, stats: RunSta
 def no_frames_error(source: Source) -> SourceError:
     """An input that yields nothing is an error (exit 2), not an empty success."""
     failed = f" ({source.skipped} failed to decode)" if source.skipped else ""
+    if source.photos:
+        return SourceError(f"{source.uri}: no image could be read{failed}; check that the files open in an image "
+                           "viewer, or convert them to .jpg or .png")
     return SourceError(f"{source.uri}: no frame could be read{failed}; check that it plays (e.g. ffplay) "
                        "or convert it to H.264 .mp4")

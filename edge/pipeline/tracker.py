@@ -1,8 +1,8 @@
 """Heatmap-guided face tracking as a pure state machine (MediaPipe Face Mesh semantics).
 
 Detect on the first frame and whenever no track is alive: on each of the first `idle_grace` such
-frames (a face lost at a shot cut is back at once), then on every `idle_detect_every`-th (to spare a
-Jetson's power on an empty scene); otherwise each track's next crop comes
+frames (a face lost at a shot cut is back at once), then on the next and every `idle_detect_every`-th
+after it (to spare a Jetson's power on an empty scene); otherwise each track's next crop comes
 from its previous landmarks, and ATPN's track score decides whether it survives. The detector also
 runs every `detect_every` frames to pick up new faces; a detection that overlaps a live track is
 that track's face (IDs stay stable), the others start new tracks up to `max_faces`. All crops of a

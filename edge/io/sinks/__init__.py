@@ -100,7 +100,7 @@ def output_path(path: str, flag: str) -> str:
     return path
 
 
-def sink_key(target: str) -> str:
+def sink_key(target: str, flag: str = "--output") -> str:
     """The SINKS key `target` names: its scheme, else its file suffix; a one-line ConfigError when neither is known."""
     scheme, sep, rest = target.partition("://")
     if sep and scheme != "file":
@@ -108,14 +108,14 @@ def sink_key(target: str) -> str:
     else:
         key = os.path.splitext(rest if sep else target)[1].lower()
     if key not in SINKS:
-        raise ConfigError(f"--output {target}: no sink for {key or 'a path without a suffix'}; use one of "
+        raise ConfigError(f"{flag} {target}: no sink for {key or 'a path without a suffix'}; use one of "
                           f"{', '.join(SINKS)} (e.g. out.mp4, out.jsonl, display://0, mqtt://host/topic)")
     return key
 
 
 def open_sink(target: str, options: SinkOptions = SinkOptions(), key: Optional[str] = None) -> Sink:
     """The sink `target` names (or the one registered under `key`, for the --save/--json aliases)."""
-    module, _, name = SINKS[key or sink_key(target)].partition(":")
+    module, _, name = SINKS[key or sink_key(target, options.flag)].partition(":")
     if target.startswith("file://"):
         target = target[len("file://"):]
     try:

@@ -56,20 +56,27 @@ def parse_target(target: str, flag: str) -> Broker:
     def bad(problem: str, fix: str = EXAMPLE) -> ConfigError:
         return ConfigError(f"{flag} {shown}: {problem}; {fix}")
 
-    parts = urlsplit(target)
+    if "#" in target:
+        raise bad("a topic to publish on cannot hold + or # (wildcards are for subscribers)",
+                  "name one topic (percent-encode a # in a password as %23)")
+    try:
+        parts = urlsplit(target)
+    except ValueError as exc:  # e.g. an IPv6 address without its closing bracket
+        raise bad(f"not a valid URI ({exc})") from None
     tls = parts.scheme.lower() == "mqtts"
     try:
-        port = parts.port or (8883 if tls else 1883)
+        port = parts.port if parts.port is not None else (8883 if tls else 1883)
     except ValueError:
-        raise bad("the port is not a number from 1 to 65535") from None
+        port = 0
+    if not 1 <= port <= 65535:
+        raise bad("the port is not a number from 1 to 65535")
     topic = unquote(parts.path[1:])
     if not parts.hostname:
         raise bad("no broker host")
     if not topic:
         raise bad("no topic", f"name one after the host, {EXAMPLE}")
-    if "+" in topic or "#" in target:
-        raise bad("a topic to publish on cannot hold + or # (wildcards are for subscribers)",
-                  "name one topic (percent-encode a # in a password as %23)")
+    if "+" in topic:
+        raise bad("a topic to publish on cannot hold + or # (wildcards are for subscribers)", "name one topic")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     for key in query:
         if key not in OPTIONS or (key in ("ca", "insecure") and not tls):
