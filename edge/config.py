@@ -150,11 +150,14 @@ class StillsConfig:
     (MediaPipe's static_image_mode). `python -m edge.eval landmarks` measures exactly this path."""
 
     mode: str = "auto"  # auto: an image file or a folder of images runs as stills; on: any source; off: as a sequence
-    passes: int = 2  # ATPN passes per face; each one more re-crops from the last landmarks (2: -0.1 % NME)
+    passes: int = 2  # ATPN passes per face; each one more re-crops from the last landmarks
+    refine_scale: float = 1.35  # crop side / landmark box of those re-crops: tighter than the first crop, which
+    # must allow for the detector's box error (the model's own ModelSpec.crop_scale is 1.45)
 
     def __post_init__(self) -> None:
         require(self.mode in STILLS_MODES, "stills.mode", f"one of {', '.join(STILLS_MODES)}", self.mode)
         require(self.passes >= 1, "stills.passes", ">= 1", self.passes)
+        require(1.0 < self.refine_scale <= 3.0, "stills.refine_scale", "in (1, 3]", self.refine_scale)
 
     def applies_to(self, source_is_photos: bool) -> bool:
         return self.mode == "on" or (self.mode == "auto" and source_is_photos)

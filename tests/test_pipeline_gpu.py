@@ -20,7 +20,7 @@ import pytest
 
 from conftest import model_path
 from cuda_stand_in import CudaStandIn
-from edge.config import load_config
+from edge.config import StillsConfig, load_config
 from edge.model.spec import ModelSpec
 from edge.app import run as app
 from edge.model.crop import CropBox, warp_crops
@@ -190,9 +190,9 @@ def test_gpu_stills_upload_each_photo_and_match_the_cpu(frames, monkeypatch):
     previous photo's faces), and the landmarks match the CPU's stills path."""
     photos = frames[::7]
     with ExitStack() as stack:
-        cpu = [p.process_still(image, 2) for p in [app.open_pipeline(load_config(None), stack)] for image in photos]
+        cpu = [p.process_still(image, StillsConfig(passes=2)) for p in [app.open_pipeline(load_config(None), stack)] for image in photos]
     with stand_in_pipeline(STAGED, monkeypatch) as pipeline:
-        gpu = [pipeline.process_still(image, 2) for image in photos]
+        gpu = [pipeline.process_still(image, StillsConfig(passes=2)) for image in photos]
     assert [len(faces) for faces in gpu] == [len(faces) for faces in cpu]
     dists = [float(np.linalg.norm(g.landmarks_px - c.landmarks_px, axis=1).mean())
              for gs, cs in zip(gpu, cpu) for g, c in zip(gs, cs)]

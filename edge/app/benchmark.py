@@ -81,7 +81,7 @@ def benchmark(images: List[np.ndarray], config: Config, runs: int,
                 gpu.ms.clear()
             stats = RunStats()
             start = time.perf_counter()
-            run_loop(MemorySource(images), pipeline, Sinks(), stats, still_passes=config.stills.passes if stills else 0)
+            run_loop(MemorySource(images), pipeline, Sinks(), stats, stills=config.stills if stills else None)
             summary = stats.summary()
             summary["wall_fps"] = len(images) / (time.perf_counter() - start)
             if gpu is not None:

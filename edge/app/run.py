@@ -92,7 +92,7 @@ def run(config: Config, stats: RunStats, log: Callable[[str], None] = lambda lin
         try:
             run_loop(source, pipeline, sinks, stats, config.source.max_frames,
                      on_frame=(lambda frame, faces: progress.update(1)) if progress is not None else None,
-                     still_passes=config.stills.passes if stills else 0)
+                     stills=config.stills if stills else None)
         finally:
             on_loop_end()
             stats.skipped = source.skipped

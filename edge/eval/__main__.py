@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> Tuple[Dict[str, Any], List[Path]]:
         if args.command == "tracking":
             return tracking.run(args.images, records, args.sequences, config_for_length(args.frames), args.seed,
                                 pipeline, out, info)
-        finder = FaceFinder(pipeline, args.boxes, args.passes or config.stills.passes)
+        stills = replace(config.stills, passes=args.passes) if args.passes else config.stills
+        finder = FaceFinder(pipeline, args.boxes, stills)
         if args.command == "pose":
             return pose.run(args.teacher, records, finder, out, info)
         return landmarks.run(args.images, records, finder, out, info, args.baseline)

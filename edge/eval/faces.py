@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from edge.config import StillsConfig
 from edge.errors import DatasetError
 from edge.eval.datasets import FaceRecord
 from edge.eval.report import progress
@@ -36,18 +37,16 @@ class Aligned:
 class FaceFinder:
     """The labelled face as the product reports it (`detector` boxes) or from an oracle crop (`labels`)."""
 
-    def __init__(self, pipeline: FacePipeline, boxes: str = "detector", passes: int = 1) -> None:
-        if passes < 1:
-            raise ValueError(f"passes must be >= 1, got {passes}")
+    def __init__(self, pipeline: FacePipeline, boxes: str = "detector", stills: StillsConfig = StillsConfig()) -> None:
         if boxes not in BOX_MODES:
             raise ValueError(f"boxes must be one of {BOX_MODES}, got {boxes!r}")
-        self.pipeline, self.boxes, self.passes = pipeline, boxes, passes
+        self.pipeline, self.boxes, self.stills = pipeline, boxes, stills
 
     def find(self, image_bgr: np.ndarray, truth: np.ndarray) -> Optional[Aligned]:
         """None when the product reports no face on the labelled one."""
         if self.boxes == "labels":
             return self._from_labels(image_bgr, truth)
-        faces = self.pipeline.process_still(image_bgr, self.passes)
+        faces = self.pipeline.process_still(image_bgr, self.stills)
         self.pipeline.timer.take()  # per-stage times are the loop's business, not the evaluation's
         target = bounds(truth)
         scored = [(iou(face.box_xyxy, target), face) for face in faces]
@@ -60,9 +59,9 @@ class FaceFinder:
     def _from_labels(self, image_bgr: np.ndarray, truth: np.ndarray) -> Aligned:
         aligner = self.pipeline.aligner
         crop = crop_from_landmarks(truth, aligner.spec.crop_scale)
-        for _ in range(self.passes):
+        for _ in range(self.stills.passes):
             result = aligner(image_bgr, [crop])
-            crop = crop_from_landmarks(result.landmarks_px[0], aligner.spec.crop_scale)
+            crop = crop_from_landmarks(result.landmarks_px[0], self.stills.refine_scale)
         return Aligned(result.landmarks_px[0], result.pose_deg[0], float(result.track[0]), 1.0)
 
 

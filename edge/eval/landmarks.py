@@ -83,7 +83,8 @@ def run(images: str, records: Sequence[FaceRecord], finder: FaceFinder, out: Pat
     rows, predictions = evaluate(records, finder)
     errors = np.array([r["nme"] for r in rows])
     summary: Dict[str, Any] = {"command": "landmarks", "images": os.path.abspath(images), **model_info,
-                               "boxes": finder.boxes, "passes": finder.passes,
+                               "boxes": finder.boxes, "passes": finder.stills.passes,
+                               "refine_scale": finder.stills.refine_scale,
                                **metrics.summarize_nme(errors)}
     summary["detection_rate"] = summary["found"] / summary["faces"]
     summary["nme_by_region"] = region_means(rows)

@@ -50,7 +50,7 @@ def run(teacher: str, records: Sequence[FaceRecord], finder: FaceFinder, out: Pa
     rows = evaluate(records, finder)
     found = [r for r in rows if r["found"]]
     summary: Dict[str, Any] = {"command": "pose", "teacher": os.path.abspath(teacher), **model_info,
-                               "boxes": finder.boxes, "passes": finder.passes, "faces": len(rows),
+                               "boxes": finder.boxes, "passes": finder.stills.passes, "faces": len(rows),
                                "found": len(found), "detection_rate": len(found) / len(rows)}
     if not found:
         raise DatasetError(f"the detector found none of the {len(rows)} faces; check the images or use --boxes labels")

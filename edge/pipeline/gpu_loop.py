@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from edge.config import StillsConfig
 from edge.model.spec import INPUT_NAME
 from edge.pipeline.aligner import Aligner, Alignment
 from edge.model.crop import CropBox
@@ -68,10 +69,10 @@ class GpuFacePipeline(FacePipeline):
         with self.ctx.active():
             return super().process(image)
 
-    def process_still(self, image: np.ndarray, passes: int = 1) -> List[Face]:
+    def process_still(self, image: np.ndarray, stills: StillsConfig = StillsConfig()) -> List[Face]:
         self._upload(image)
         with self.ctx.active():
-            return super().process_still(image, passes)
+            return super().process_still(image, stills)
 
     def _upload(self, image: np.ndarray) -> None:
         """The frame to the device (mapped on Jetson), where every crop of it is cut; part of getting it."""

@@ -10,6 +10,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from edge.config import StillsConfig
 from edge.errors import SourceError
 from edge.pipeline.aligner import Aligner, Alignment
 from edge.model.crop import CropBox, crop_from_landmarks, warp_crops
@@ -37,17 +38,18 @@ class FacePipeline:
         self.timer.add("track", 1000.0 * (time.perf_counter() - start) - inside)
         return faces
 
-    def process_still(self, image: np.ndarray, passes: int = 1) -> List[Face]:
-        """A photo on its own, as MediaPipe's static_image_mode: detect, then `passes` ATPN passes per face, each
-        re-cropping from the last landmarks; no track is read or kept, so photos never steer each other."""
+    def process_still(self, image: np.ndarray, stills: StillsConfig = StillsConfig()) -> List[Face]:
+        """A photo on its own, as MediaPipe's static_image_mode: detect, then `stills.passes` ATPN passes per face,
+        each after the first re-cropping from the last landmarks at `stills.refine_scale`; no track is read or
+        kept, so photos never steer each other."""
         start = time.perf_counter()
         found = self._detect(image)
         crops = list(found.crops[:self.tracker.config.max_faces])
         faces: List[Face] = []
         if crops:
-            for _ in range(passes):
+            for _ in range(stills.passes):
                 result = self._align(image, crops)
-                crops = [crop_from_landmarks(points, self.aligner.spec.crop_scale) for points in result.landmarks_px]
+                crops = [crop_from_landmarks(points, stills.refine_scale) for points in result.landmarks_px]
             faces = self.tracker.still_faces(image.shape, result, found.scores)
         inside = self.timer.get("detect", "align_pre", "align_net")
         self.timer.add("track", 1000.0 * (time.perf_counter() - start) - inside)
@@ -65,10 +67,11 @@ class FacePipeline:
 
 
 def run_loop(source: Source, pipeline: FacePipeline, sinks: Sinks, stats: RunStats, max_frames: int = 0,
-             on_frame: Optional[Callable[[Frame, List[Face]], None]] = None, still_passes: int = 0) -> RunStats:
+             on_frame: Optional[Callable[[Frame, List[Face]], None]] = None,
+             stills: Optional[StillsConfig] = None) -> RunStats:
     """Until the source ends, `max_frames` (0 = no limit) or the window is closed; `stats` fills as it goes,
     so a caller that catches Ctrl-C still has everything up to the last finished frame. A source without
-    a single frame raises SourceError. `still_passes` > 0: every frame is a photo on its own
+    a single frame raises SourceError. With `stills` every frame is a photo on its own
     (`FacePipeline.process_still`), not tracked from the one before."""
     timer = pipeline.timer
     frames = iter(source)
@@ -82,17 +85,17 @@ def run_loop(source: Source, pipeline: FacePipeline, sinks: Sinks, stats: RunSta
             break
         if frame.gap_s:  # the live source dropped and came back: the faces may have moved or gone
             pipeline.tracker.reset()
-        faces = pipeline.process_still(frame.image, still_passes) if still_passes else pipeline.process(frame.image)
+        faces = pipeline.process_still(frame.image, stills) if stills else pipeline.process(frame.image)
         keep_going = True
         if sinks.pictures:
             with timer.stage("render"):
                 picture = sinks.draw(frame, faces)
             with timer.stage("output"):
-                keep_going = sinks.show(FrameResult(frame, faces, dict(timer.ms), bool(still_passes)), picture)
+                keep_going = sinks.show(FrameResult(frame, faces, dict(timer.ms), stills is not None), picture)
         if sinks.records:  # a record holds the times up to its own writing; the stats include its writing
             with timer.stage("output"):
                 sinks.record(FrameResult(frame, faces, dict(timer.ms, total=1000.0 * (time.perf_counter() - start)),
-                                         bool(still_passes)))
+                                         stills is not None))
         timer.add("total", 1000.0 * (time.perf_counter() - start))
         stats.add(timer.take(), len(faces))  # after the JSON line: a Ctrl-C leaves both with the same frames
         if on_frame is not None:
