@@ -22,7 +22,7 @@ from edge.train.checkpoint import load_training_state
 from edge.train.config import AugmentConfig, train_config_from_dict
 from edge.train.data import CropDataset
 from edge.eval.datasets import FaceRecord, write_pts, write_teacher_npz
-from edge.train.losses import wing
+from edge.train.losses import point_weights, total_loss, wing
 from edge.train.face_sets import FaceSet
 from edge.train.train import run, training_device
 
@@ -299,3 +299,25 @@ def test_keep_average_exports_the_mean_of_the_last_epochs(tmp_path, monkeypatch)
     assert not torch.allclose(exported, seen[2])
     with pytest.raises(ConfigError, match="output.keep"):
         train_config_from_dict({"output": {"keep": "mean"}})
+
+
+def test_inner_face_weighs_nose_eyes_and_mouth_and_keeps_the_mean():
+    import torch
+
+    from edge.train.config import LossConfig
+
+    weights = point_weights(68, 3.0)
+    assert float(weights.mean()) == pytest.approx(1.0) and float(weights[30] / weights[5]) == pytest.approx(3.0)
+    assert torch.equal(point_weights(98, 3.0), torch.ones(98))  # another layout: all points alike
+    truth = torch.zeros(1, 68, 2)
+    jaw_off, mouth_off = truth.clone(), truth.clone()
+    jaw_off[0, 5], mouth_off[0, 60] = 0.05, 0.05  # one point 5 % of the crop off
+    batch = {"landmarks": truth, "landmark_weight": torch.ones(1), "pose": torch.zeros(1, 3),
+             "pose_mask": torch.zeros(1), "track": torch.ones(1)}
+    out = {"pose": torch.zeros(1, 3), "track": torch.ones(1, 1)}
+    cfg = LossConfig(inner_face=3.0)
+    _, jaw = total_loss({**out, "landmarks": jaw_off}, batch, cfg)
+    _, mouth = total_loss({**out, "landmarks": mouth_off}, batch, cfg)
+    assert mouth["landmark"] == pytest.approx(3 * jaw["landmark"])
+    _, plain = total_loss({**out, "landmarks": mouth_off}, batch, LossConfig())
+    assert plain["landmark"] == pytest.approx(float(wing(torch.tensor(0.05), 0.09, 0.018)) / 68, rel=1e-5)  # x and y off

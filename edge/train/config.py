@@ -66,9 +66,11 @@ class LossConfig:
     track: float = 0.1
     wing_w: float = 0.09  # Wing loss in crop units ([0,1]): 10 px of a 112 px crop
     wing_eps: float = 0.018  # 2 px of a 112 px crop
+    inner_face: float = 1.0  # 68 points: weight of nose, eyes and mouth (27-67) against jaw and brows, mean kept at 1
 
     def __post_init__(self) -> None:
         require(self.wing_w > 0 and self.wing_eps > 0, "loss.wing_w/wing_eps", "> 0", (self.wing_w, self.wing_eps))
+        require(self.inner_face > 0, "loss.inner_face", "> 0 (1 = all points alike)", self.inner_face)
 
 
 @dataclass(frozen=True)
