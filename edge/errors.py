@@ -1,4 +1,5 @@
 """One small error hierarchy; the CLIs turn any EdgeError into one line and a non-zero exit."""
+import re
 
 
 class EdgeError(Exception):
@@ -27,3 +28,9 @@ class CalibrationError(EdgeError):
 
 class DatasetError(EdgeError):
     """A dataset file (labels, list file, .mat, teacher labels) that is missing or malformed."""
+
+
+def without_password(url: str) -> str:
+    """A URL as logs and errors show it: scheme://user:***@host/... (textual, so it also works on a URL too
+    broken to parse, which is when an error shows it)."""
+    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)

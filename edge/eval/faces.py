@@ -19,6 +19,7 @@ from edge.errors import DatasetError
 from edge.eval.datasets import FaceRecord
 from edge.eval.report import progress
 from edge.model.crop import crop_from_landmarks
+from edge.pipeline.aligner import refine
 from edge.pipeline.loop import FacePipeline
 from edge.pipeline.tracker import bounds, iou
 
@@ -58,10 +59,8 @@ class FaceFinder:
 
     def _from_labels(self, image_bgr: np.ndarray, truth: np.ndarray) -> Aligned:
         aligner = self.pipeline.aligner
-        crop = crop_from_landmarks(truth, aligner.spec.crop_scale)
-        for _ in range(self.stills.passes):
-            result = aligner(image_bgr, [crop])
-            crop = crop_from_landmarks(result.landmarks_px[0], self.stills.refine_scale)
+        crops = [crop_from_landmarks(truth, aligner.spec.crop_scale)]
+        result = refine(aligner, image_bgr, crops, self.stills.passes, self.stills.refine_scale)
         return Aligned(result.landmarks_px[0], result.pose_deg[0], float(result.track[0]), 1.0)
 
 

@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from edge.errors import SourceError
+from edge.errors import SourceError, without_password
 from edge.io.sources import LiveOptions, Source
 from edge.types import Frame
 
@@ -164,7 +164,7 @@ class StreamSource(LiveSource):
     def __init__(self, url: str, options: LiveOptions = LiveOptions(), log: Log = lambda line: None) -> None:
         self._address = urlsplit(url)
         params = _timeouts(options.open_timeout_s, options.read_timeout_s)
-        super().__init__(_without_password(url), _video_capture(url, "CAP_FFMPEG", params), options, log)
+        super().__init__(without_password(url), _video_capture(url, "CAP_FFMPEG", params), options, log)
 
     def why_not_opened(self, elapsed_s: float) -> str:
         """Nothing listening, a silent server, or one that answered without a playable stream."""
@@ -194,14 +194,6 @@ def _timeouts(open_s: float, read_s: float) -> List[int]:
     if not hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):
         return []
     return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(1000 * open_s), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(1000 * read_s)]
-
-
-def _without_password(url: str) -> str:
-    """The URL as logs and errors show it: rtsp://user:***@host/..."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 def _video_capture(target: Any, api_name: str, params: Optional[List[int]] = None) -> Callable[[], Any]:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Mapping, Sequence
+from typing import Callable, List, Mapping, Sequence
 
 import numpy as np
 
 from edge.errors import ModelError
 from edge.model.spec import INPUT_NAME, METADATA_KEY, ModelSpec
-from edge.model.crop import MIRROR_POSE, CropBox, landmarks_to_frame, mirror_permutation, pose_to_frame, warp_crops
+from edge.model.crop import (MIRROR_POSE, CropBox, crop_from_landmarks, landmarks_to_frame, mirror_permutation,
+                             pose_to_frame, warp_crops)
 from edge.runtime.base import Engine
 
 
@@ -90,3 +91,15 @@ class Aligner:
         angles_deg = np.array([b.angle_deg for b in boxes], dtype=np.float32)
         return Alignment(landmarks_px=landmarks, pose_deg=pose_to_frame(pose, angles_deg), track=track,
                          heatmap=heatmap)
+
+
+AlignFn = Callable[[np.ndarray, List[CropBox]], Alignment]  # an Aligner, or a loop's timed (maybe GPU) call of one
+
+
+def refine(align: AlignFn, image: np.ndarray, crops: List[CropBox], passes: int, scale: float) -> Alignment:
+    """`passes` (>= 1) ATPN passes over `crops`, each after the first cropped from the last landmarks at `scale`:
+    how a photo is aligned (stills), how the eval's oracle crops are, and how the ensemble teacher labels."""
+    for _ in range(passes):
+        result = align(image, crops)
+        crops = [crop_from_landmarks(points, scale) for points in result.landmarks_px]
+    return result

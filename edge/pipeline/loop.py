@@ -12,8 +12,8 @@ import numpy as np
 
 from edge.config import StillsConfig
 from edge.errors import SourceError
-from edge.pipeline.aligner import Aligner, Alignment
-from edge.model.crop import CropBox, crop_from_landmarks, warp_crops
+from edge.pipeline.aligner import Aligner, Alignment, refine
+from edge.model.crop import CropBox, warp_crops
 from edge.detectors.base import Detections, Detector
 from edge.io.sinks import FrameResult, Sinks
 from edge.io.sources import Source
@@ -34,8 +34,7 @@ class FacePipeline:
     def process(self, image: np.ndarray) -> List[Face]:
         start = time.perf_counter()
         faces = self.tracker.step(image, self._detect, self._align)
-        inside = self.timer.get("detect", "align_pre", "align_net")
-        self.timer.add("track", 1000.0 * (time.perf_counter() - start) - inside)
+        self._add_track_time(start)
         return faces
 
     def process_still(self, image: np.ndarray, stills: StillsConfig = StillsConfig()) -> List[Face]:
@@ -47,13 +46,15 @@ class FacePipeline:
         crops = list(found.crops[:self.tracker.config.max_faces])
         faces: List[Face] = []
         if crops:
-            for _ in range(stills.passes):
-                result = self._align(image, crops)
-                crops = [crop_from_landmarks(points, stills.refine_scale) for points in result.landmarks_px]
+            result = refine(self._align, image, crops, stills.passes, stills.refine_scale)
             faces = self.tracker.still_faces(image.shape, result, found.scores)
+        self._add_track_time(start)
+        return faces
+
+    def _add_track_time(self, start: float) -> None:
+        """The frame's time since `start` outside detector and ATPN: the tracker's own bookkeeping."""
         inside = self.timer.get("detect", "align_pre", "align_net")
         self.timer.add("track", 1000.0 * (time.perf_counter() - start) - inside)
-        return faces
 
     def _detect(self, image: np.ndarray) -> Detections:
         with self.timer.stage("detect"):

@@ -18,13 +18,12 @@ from typing import Callable, List, Sequence, Tuple
 import numpy as np
 
 from edge.config import TrackerConfig
-from edge.pipeline.aligner import Alignment
+from edge.pipeline.aligner import AlignFn, Alignment
 from edge.model.crop import CropBox, crop_from_landmarks
 from edge.detectors.base import Detections, iou as boxes_iou
 from edge.types import Face, TrackState
 
 DetectFn = Callable[[np.ndarray], Detections]
-AlignFn = Callable[[np.ndarray, List[CropBox]], Alignment]
 DUPLICATE_IOU = 0.5  # two tracks overlapping this much have converged on one face: keep the older
 
 

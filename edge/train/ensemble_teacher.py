@@ -24,7 +24,7 @@ from edge.errors import EdgeError
 from edge.eval.datasets import load_teacher_arrays, write_teacher_npz
 from edge.eval.report import progress
 from edge.model.crop import crop_from_landmarks
-from edge.pipeline.aligner import Aligner
+from edge.pipeline.aligner import Aligner, refine
 from edge.runtime import open_engine
 
 SETS = ("helen_train", "helen_test", "utkface")
@@ -40,10 +40,8 @@ def ensemble_landmarks(aligner: Aligner, root: str, files: Sequence[str], teache
         image = cv2.imread(os.path.join(root, str(files[i])), cv2.IMREAD_COLOR)
         if image is None:
             raise EdgeError(f"{os.path.join(root, str(files[i]))}: not a readable image")
-        crop = crop_from_landmarks(teacher[i], aligner.spec.crop_scale)
-        for _ in range(PASSES):
-            points = aligner(image, [crop]).landmarks_px[0]
-            crop = crop_from_landmarks(points, aligner.spec.crop_scale)
+        crops = [crop_from_landmarks(teacher[i], aligner.spec.crop_scale)]
+        points = refine(aligner, image, crops, PASSES, aligner.spec.crop_scale).landmarks_px[0]
         out[i] = (teacher[i] + points) / 2
     return out
 

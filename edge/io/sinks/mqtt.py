@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, without_password
 from edge.io.sinks import FrameResult, SinkOptions, frame_record
 
 OPTIONS = ("qos", "client_id", "keepalive", "buffer", "ca", "insecure")
@@ -51,7 +51,7 @@ class Broker(NamedTuple):
 
 def parse_target(target: str, flag: str) -> Broker:
     """The broker `target` names; a one-line ConfigError naming `flag`, the target (password hidden) and the fix."""
-    shown = re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", target)  # the password hidden
+    shown = without_password(target)
 
     def bad(problem: str, fix: str = EXAMPLE) -> ConfigError:
         return ConfigError(f"{flag} {shown}: {problem}; {fix}")
