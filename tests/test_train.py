@@ -187,20 +187,25 @@ def test_one_training_step_then_resume_continues_the_epoch_count(tmp_path):
     second = load_training_state(str(tmp_path / "run" / "last.pt"))
     assert (second["epoch"], second["step"]) == (2, 2)
     # Fine-tuning: a new run (epoch 0, fresh optimizer) that starts from the exported weights, here
-    # for tighter crops (the crop scale travels in the spec to the ONNX export and the runtime).
+    # for tighter, larger crops (crop scale and input size travel in the spec to the ONNX export and the
+    # runtime). Every layer carries over but the regression head's global 7x7, which becomes 8x8.
     tuned = train_config_from_dict({**_as_dict(cfg), "output": {"dir": str(tmp_path / "tune"), "export": None},
                                     "optim": {**_as_dict(cfg)["optim"], "lr": 1e-12},
-                                    "model": {"crop_scale": 1.45}})
+                                    "model": {"crop_scale": 1.45, "input_size": 128}})
     run(tuned, init=str(tmp_path / "atpn68.pt"))
     third = load_training_state(str(tmp_path / "tune" / "last.pt"))
     assert (third["epoch"], third["step"]) == (1, 1)
-    assert ModelSpec.from_json(third["spec"]).crop_scale == 1.45
+    tuned_spec = ModelSpec.from_json(third["spec"])
+    assert (tuned_spec.crop_scale, tuned_spec.input_size, tuned_spec.heatmap_size) == (1.45, 128, 32)
+    init_weights = load_checkpoint(str(tmp_path / "atpn68.pt")).state_dict()
+    assert torch.allclose(third["model"]["stem.0.0.weight"], init_weights["stem.0.0.weight"], atol=1e-9)
+    assert third["model"]["landmark_head.1.0.weight"].shape[-2:] == (8, 8)
     # output.keep: last exports the final epoch whatever validation says (lr ~0 keeps it the init's)
     last = train_config_from_dict({**_as_dict(tuned), "output": {"dir": str(tmp_path / "last"), "keep": "last",
                                                                  "export": str(tmp_path / "last.pt")}})
     run(last, init=str(tmp_path / "atpn68.pt"))
     assert load_checkpoint(str(tmp_path / "last.pt")).spec.crop_scale == 1.45
-    start = load_checkpoint(str(tmp_path / "atpn68.pt")).state_dict()["landmark_out.weight"]
+    start = init_weights["landmark_out.weight"]
     assert torch.allclose(third["model"]["landmark_out.weight"], start, atol=1e-9)  # lr ~0: still the init weights
     with pytest.raises(ModelError, match="not a checkpoint"):
         run(tuned, init=str(tmp_path / "tune" / "metrics.jsonl"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
 
 import torch
 
@@ -45,14 +45,17 @@ def _load(path: str, what: str) -> Dict[str, Any]:
     return ckpt
 
 
-def load_weights(path: str, spec: ModelSpec) -> Dict[str, torch.Tensor]:
-    """The state_dict of an export or checkpoint, refused if it was trained for another ModelSpec
-    (another landmark head is allowed: the layers both have are taken, the new head starts fresh;
-    another crop scale too: fine-tuning adapts to it)."""
+def load_weights(path: str, into: Mapping[str, torch.Tensor], spec: ModelSpec) -> Dict[str, torch.Tensor]:
+    """The tensors of an export or checkpoint that fit the model whose state_dict is `into`, refused if it
+    was trained for another ModelSpec. Allowed: another landmark head (the layers both have are taken, the
+    new head starts fresh), another crop scale and another input size (fine-tuning adapts to both; every
+    convolution fits any size, and a layer tied to the old size, like the regression head's 7x7, starts fresh)."""
     ckpt = _load(path, "weights written by edge.train (e.g. weights/atpn68.pt)")
-    if replace(ModelSpec.from_json(ckpt["spec"]), landmark_head=spec.landmark_head, crop_scale=spec.crop_scale) != spec:
+    adaptable = dict(landmark_head=spec.landmark_head, crop_scale=spec.crop_scale, input_size=spec.input_size,
+                     heatmap_size=spec.heatmap_size)
+    if replace(ModelSpec.from_json(ckpt["spec"]), **adaptable) != spec:
         raise ModelError(f"{path}: trained for a different ModelSpec ({ckpt['spec']}); start from scratch instead")
-    return ckpt["model"]
+    return {k: v for k, v in ckpt["model"].items() if k in into and into[k].shape == v.shape}
 
 
 def load_training_state(path: str) -> Dict[str, Any]:

@@ -116,12 +116,15 @@ class ModelConfig:
     width: float = 1.0  # ATPN's channel multiplier (ModelSpec.width): more accuracy for more time per crop
     landmark_head: str = "regression"  # or "integral": more accurate, ~30 % more time per crop on a CPU
     crop_scale: float = 1.6  # crop side / landmark-box side (ModelSpec.crop_scale): tighter = more pixels per face
+    input_size: int = 112  # crop pixels (ModelSpec.input_size, a multiple of 16): more pixels per face, ~(n/112)^2 time
 
     def __post_init__(self) -> None:
         require(WIDTH_RANGE[0] <= self.width <= WIDTH_RANGE[1], "model.width", f"in {list(WIDTH_RANGE)}", self.width)
         require(self.landmark_head in LANDMARK_HEADS, "model.landmark_head", " or ".join(LANDMARK_HEADS),
                  self.landmark_head)
         require(1.0 < self.crop_scale <= 3.0, "model.crop_scale", "in (1, 3]", self.crop_scale)
+        require(64 <= self.input_size <= 256 and self.input_size % 16 == 0, "model.input_size",
+                "a multiple of 16 in [64, 256]", self.input_size)
 
 
 @dataclass(frozen=True)

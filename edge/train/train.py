@@ -92,17 +92,17 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
     (`init`: an export or checkpoint; fresh optimizer and schedule); returns the last epoch's metrics."""
     torch.set_num_threads(cfg.optim.threads)
     torch.manual_seed(cfg.optim.seed)
-    spec = ModelSpec(width=cfg.model.width, landmark_head=cfg.model.landmark_head, crop_scale=cfg.model.crop_scale)
+    spec = ModelSpec(width=cfg.model.width, landmark_head=cfg.model.landmark_head, crop_scale=cfg.model.crop_scale,
+                     input_size=cfg.model.input_size, heatmap_size=cfg.model.input_size // 4)
     device = training_device(cfg.optim)
     model = build_atpn(spec).to(device=device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     epoch, step, best = 0, 0, math.inf
     average = WeightAverage()
     if init:
-        missing, unused = model.load_state_dict(load_weights(init, spec), strict=False)
+        missing = model.load_state_dict(load_weights(init, model.state_dict(), spec), strict=False).missing_keys
         print(f"[train] starting from the weights of {init}" + (f"; new: {len(missing)} tensors of "
-              f"{sorted({k.split('.')[0] for k in missing})}, unused: {len(unused)}" if missing or unused else ""),
-              flush=True)
+              f"{sorted({k.split('.')[0] for k in missing})}" if missing else ""), flush=True)
     if resume:
         ckpt = load_training_state(resume)
         if ModelSpec.from_json(ckpt["spec"]) != spec:
