@@ -6,6 +6,8 @@ exactly as `run_camera.py -i FOLDER` does. The peer: ../shared/peers/mediapipe_s
 468 -> 68 map (edge/train/teacher_fit.npz), in its own venv when one exists (/tmp/peer-venv,
 /work/teacher-venv). Default folders: the never-selected halves made by `python -m edge.eval.splits`
 (cache/splits/report and report_wild) and all of HELEN test. Results: a table on stdout, JSON in --out.
+Beside the table, the paired difference ours - MediaPipe over the same faces with a bootstrap 95 %
+interval: "below MediaPipe" is claimed only where the whole interval is below zero.
 
   python bench/stills_accuracy.py
   python bench/stills_accuracy.py --config configs/cpu_accurate.yaml --folders cache/splits/select
@@ -13,6 +15,7 @@ exactly as `run_camera.py -i FOLDER` does. The peer: ../shared/peers/mediapipe_s
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -20,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT.parent / "shared" / "peers" / "mediapipe_stills.py"
@@ -30,26 +35,51 @@ PEER_LINE = re.compile(r"NME ([\d.]+), FR@10 ([\d.]+), AUC@10 ([\d.]+)")
 PEER_REGIONS = re.compile(r"(jaw|brows|nose|eyes|mouth) ([\d.]+)")
 
 
+def result_dir(out: Path, folder: str) -> Path:
+    return out / "_".join(Path(folder).parts[-2:])  # report and helen/test, not both "test"
+
+
+def per_face(csv_path: Path) -> Dict[str, float]:
+    """image -> NME from a CSV with `image` and `nme` columns (ours and the peer's write one each); a missed
+    face (ours: inf) counts 1.0, as the peer counts its own."""
+    with open(csv_path, newline="") as f:
+        return {r["image"]: min(float(r["nme"]), 1.0) for r in csv.DictReader(f)}
+
+
 def ours(folder: str, config: str, out: Path) -> Dict[str, Any]:
-    result = out / "_".join(Path(folder).parts[-2:])  # report and helen/test, not both "test"
+    result = result_dir(out, folder)
     cmd = [sys.executable, "-m", "edge.eval", "landmarks", "--images", folder, "--config", config, "--out", str(result)]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     summary = json.loads((result / "landmarks.json").read_text())
     return {k: summary[k] for k in ("faces", "found", "nme_mean", "fr_10", "auc_10", "nme_by_region", "model", "passes")}
 
 
-def peer(folder: str) -> Optional[Dict[str, Any]]:
+def paired_difference(a: Dict[str, float], b: Dict[str, float], resamples: int = 10000,
+                      seed: int = 0) -> Dict[str, float]:
+    """Mean of a - b over the faces both scored, and a bootstrap 95 % interval of that mean (faces resampled
+    together, so the hard faces both miss do not widen it)."""
+    names = sorted(set(a) & set(b))
+    diff = np.array([a[n] - b[n] for n in names])
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"faces": len(names), "mean": float(diff.mean()), "ci95_low": float(low), "ci95_high": float(high),
+            "ours_better_faces": int((diff < 0).sum())}
+
+
+def peer(folder: str, out: Path) -> Optional[Dict[str, Any]]:
     python = next((p for p in PEER_PYTHONS if os.path.exists(p)), None)
     if python is None or not PEER.exists():
         return None
-    text = subprocess.run([python, str(PEER), folder, str(FIT)], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout
+    csv_path = result_dir(out, folder) / "mediapipe.csv"
+    text = subprocess.run([python, str(PEER), folder, str(FIT), "--csv", str(csv_path)], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout
     found = PEER_LINE.search(text)
     if found is None:
         raise SystemExit(f"error: {PEER.name} printed no NME line for {folder}; run it by hand to see why")
     nme, fr, auc = (float(v) for v in found.groups())
     regions = {name: float(v) for name, v in PEER_REGIONS.findall(text.split("by region:")[-1])}
-    return {"nme_mean": nme, "fr_10": fr, "auc_10": auc, "nme_by_region": regions}
+    return {"nme_mean": nme, "fr_10": fr, "auc_10": auc, "nme_by_region": regions, "per_face": str(csv_path)}
 
 
 def row(name: str, r: Dict[str, Any]) -> str:
@@ -75,10 +105,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         entry = {"ours": ours(os.path.abspath(folder), os.path.abspath(args.config), out)}  # it runs from the root
         print(row(f"{folder}, ours ({entry['ours']['faces']} faces)", entry["ours"]), flush=True)
         if not args.no_peer:
-            entry["mediapipe"] = peer(os.path.abspath(folder))
+            entry["mediapipe"] = peer(os.path.abspath(folder), out)
             if entry["mediapipe"]:
                 print(row(f"{folder}, MediaPipe + our map", entry["mediapipe"]), flush=True)
+                entry["ours_minus_mediapipe"] = paired_difference(
+                    per_face(result_dir(out, os.path.abspath(folder)) / "landmarks.csv"),
+                    per_face(Path(entry["mediapipe"]["per_face"])))
         results[folder] = entry
+    for folder in args.folders:
+        d = results[folder].get("ours_minus_mediapipe")
+        if d:
+            verdict = "below MediaPipe" if d["ci95_high"] < 0 else "above" if d["ci95_low"] > 0 else "no clear difference"
+            print(f"{folder}: ours - MediaPipe {100 * d['mean']:+.2f} % NME, 95 % interval [{100 * d['ci95_low']:+.2f}, "
+                  f"{100 * d['ci95_high']:+.2f}] over {d['faces']} faces ({d['ours_better_faces']} better): {verdict}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "stills_accuracy.json").write_text(json.dumps(results, indent=1))
     print(f"results: {out / 'stills_accuracy.json'}")
