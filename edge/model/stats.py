@@ -45,8 +45,14 @@ def main() -> None:
     ap.add_argument("--landmarks", type=int, default=68, choices=(68, 98))
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (default: %(default)s)")
     ap.add_argument("--head", default="regression", choices=LANDMARK_HEADS, help="landmark head")
+    ap.add_argument("--size", type=int, default=ModelSpec.input_size, help="crop pixels (default: %(default)s)")
     args = ap.parse_args()
-    model = build_atpn(ModelSpec(num_landmarks=args.landmarks, width=args.width, landmark_head=args.head))
+    try:
+        spec = ModelSpec(num_landmarks=args.landmarks, width=args.width, landmark_head=args.head,
+                         input_size=args.size, heatmap_size=args.size // 4)
+    except ValueError as exc:
+        ap.error(str(exc))
+    model = build_atpn(spec)
     params, macs = count_params(model), count_macs(model)
     print(f"ATPN-{args.landmarks} x{args.width:g} {args.head} @ {model.spec.input_size}px: {params:,} parameters "
           f"({100 * params / PARAM_BUDGET:.0f} % of budget {PARAM_BUDGET:,}), "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, Dict, Mapping
+from typing import Any, Dict
 
 import torch
 
@@ -16,6 +16,7 @@ from edge.errors import ModelError
 from edge.fileio import atomic_path
 from edge.model.atpn import ATPN
 from edge.model.spec import ModelSpec
+from edge.train.widen import widen_state
 
 
 def save_atomic(obj: Dict[str, Any], path: str) -> None:
@@ -45,17 +46,22 @@ def _load(path: str, what: str) -> Dict[str, Any]:
     return ckpt
 
 
-def load_weights(path: str, into: Mapping[str, torch.Tensor], spec: ModelSpec) -> Dict[str, torch.Tensor]:
-    """The tensors of an export or checkpoint that fit the model whose state_dict is `into`, refused if it
-    was trained for another ModelSpec. Allowed: another landmark head (the layers both have are taken, the
-    new head starts fresh), another crop scale and another input size (fine-tuning adapts to both; every
-    convolution fits any size, and a layer tied to the old size, like the regression head's 7x7, starts fresh)."""
+def load_weights(path: str, model: ATPN) -> Dict[str, torch.Tensor]:
+    """The tensors of an export or checkpoint that fit `model`, refused if it was trained for another
+    ModelSpec. Allowed: another landmark head (the layers both have are taken, the new head starts fresh),
+    another crop scale and input size (fine-tuning adapts; every convolution fits any size, and a layer tied
+    to the old size, like the regression head's global 7x7, starts fresh), and a larger width (widen.py
+    grows the trained network without changing its outputs)."""
     ckpt = _load(path, "weights written by edge.train (e.g. weights/atpn68.pt)")
+    spec, trained = model.spec, ModelSpec.from_json(ckpt["spec"])
     adaptable = dict(landmark_head=spec.landmark_head, crop_scale=spec.crop_scale, input_size=spec.input_size,
-                     heatmap_size=spec.heatmap_size)
-    if replace(ModelSpec.from_json(ckpt["spec"]), **adaptable) != spec:
-        raise ModelError(f"{path}: trained for a different ModelSpec ({ckpt['spec']}); start from scratch instead")
-    return {k: v for k, v in ckpt["model"].items() if k in into and into[k].shape == v.shape}
+                     heatmap_size=spec.heatmap_size, width=spec.width)
+    if replace(trained, **adaptable) != spec or trained.width > spec.width:
+        raise ModelError(f"{path}: trained for a different ModelSpec ({ckpt['spec']}); start from scratch instead"
+                         + (" (a network can be widened, not narrowed)" if trained.width > spec.width else ""))
+    state = widen_state(ckpt["model"], trained, model) if trained.width != spec.width else ckpt["model"]
+    into = model.state_dict()
+    return {k: v for k, v in state.items() if k in into and into[k].shape == v.shape}
 
 
 def load_training_state(path: str) -> Dict[str, Any]:

@@ -100,7 +100,7 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
     epoch, step, best = 0, 0, math.inf
     average = WeightAverage()
     if init:
-        missing = model.load_state_dict(load_weights(init, model.state_dict(), spec), strict=False).missing_keys
+        missing = model.load_state_dict(load_weights(init, model), strict=False).missing_keys
         print(f"[train] starting from the weights of {init}" + (f"; new: {len(missing)} tensors of "
               f"{sorted({k.split('.')[0] for k in missing})}" if missing else ""), flush=True)
     if resume:
