@@ -37,14 +37,16 @@ def atpn_onnx(models_dir: Path) -> str:
     return _export_when_stale(DEFAULT_WEIGHTS, models_dir / "atpn68.onnx")
 
 
-def atpn_integral_onnx(models_dir: Path) -> str:
-    """models/atpn68_integral.onnx, the integral head: the default config's model."""
-    from edge.model.export import DEFAULT_WEIGHTS
+def shipped_atpn_onnx(weights_name: str, onnx_name: str) -> Callable[[Path], str]:
+    """A step exporting weights/`weights_name` (an optional shipped file) to models/`onnx_name`."""
+    def export(models_dir: Path) -> str:
+        from edge.model.export import DEFAULT_WEIGHTS
 
-    weights = DEFAULT_WEIGHTS.with_name("atpn68_integral.pt")
-    if not weights.is_file():
-        return f"skipped ({weights.name} is not in weights/)"
-    return _export_when_stale(weights, models_dir / "atpn68_integral.onnx")
+        weights = DEFAULT_WEIGHTS.with_name(weights_name)
+        if not weights.is_file():
+            return f"skipped ({weights.name} is not in weights/)"
+        return _export_when_stale(weights, models_dir / onnx_name)
+    return export
 
 
 def _export_when_stale(weights: Path, out: Path) -> str:
@@ -67,7 +69,9 @@ class Step:
 
 STEPS: List[Step] = [
     Step("ATPN", ("atpn68.onnx",), atpn_onnx),
-    Step("ATPN, integral head", ("atpn68_integral.onnx",), atpn_integral_onnx),
+    Step("ATPN, integral head (video)", ("atpn68_integral.onnx",), shipped_atpn_onnx("atpn68_integral.pt",
+                                                                                      "atpn68_integral.onnx")),
+    Step("ATPN for photos", ("atpn68_stills.onnx",), shipped_atpn_onnx("atpn68_stills.pt", "atpn68_stills.onnx")),
     Step("face detector", tuple(v.tflite.filename for v in VARIANTS) + tuple(v.onnx_name for v in VARIANTS),
          face_detectors),
     Step("demo image", (ASTRONAUT_PNG.filename,), lambda models_dir: str(fetch_astronaut(models_dir))),

@@ -157,15 +157,22 @@ def test_export_cli_reports_a_missing_checkpoint_in_one_line(tmp_path):
     assert out.stderr.strip().count("\n") == 0 and "none.pt" in out.stderr and "not found" in out.stderr
 
 
-def test_make_models_exports_the_shipped_integral_model_and_it_aligns_a_face(astronaut_bgr):
-    """models/atpn68_integral.onnx (from weights/atpn68_integral.pt) is what `models.atpn` selects."""
+@pytest.mark.parametrize("name, config_key, width, size", [("atpn68_integral", "atpn", 1.0, 112),
+                                                            ("atpn68_stills", "atpn_stills", 1.5, 128)])
+def test_make_models_exports_the_shipped_integral_models_and_they_align_a_face(astronaut_bgr, name, config_key, width,
+                                                                               size):
+    """models/NAME.onnx (from weights/NAME.pt) is what the default config's `models.KEY` selects: the video
+    model, and for photos a wider one on larger crops."""
     from conftest import model_path
+    from edge.config import load_config
     from edge.pipeline.aligner import spec_of
     from edge.model.crop import crop_from_landmarks
 
-    with open_engine(str(model_path("atpn68_integral.onnx"))) as engine:
+    assert load_config(None).models.path(config_key) == str(model_path(f"{name}.onnx"))
+    with open_engine(str(model_path(f"{name}.onnx"))) as engine:
         spec = spec_of(engine)
-        assert spec.landmark_head == "integral" and engine.metadata.get("atpn_weights") == "atpn68_integral.pt"
+        assert spec.landmark_head == "integral" and engine.metadata.get("atpn_weights") == f"{name}.pt"
+        assert (spec.width, spec.input_size) == (width, size)
         aligner, box = Aligner(engine), CropBox(256, 180, 230)  # roughly the face; the tracker's re-crops do the rest
         for _ in range(3):
             aligned = aligner(astronaut_bgr, [box])

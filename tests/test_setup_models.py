@@ -29,7 +29,7 @@ def make_models(folder, capsys) -> str:
 
 def test_sound_files_are_cached_and_recorded(models, capsys):
     out = make_models(models, capsys)
-    assert "damaged" not in out and out.count("(cached)") == 4  # two ATPN files, two detectors
+    assert "damaged" not in out and out.count("(cached)") == 5  # three ATPN files, two detectors
     record = json.loads((models / CHECKSUMS).read_text())
     assert set(record) == set(FILES)
     for name in FILES:

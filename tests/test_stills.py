@@ -68,7 +68,7 @@ def test_the_eval_tool_measures_what_run_camera_reports(photos, tmp_path):
     assert evaluate(["landmarks", "--images", str(photos), "--out", str(tmp_path / "eval")]) == 0
     rows = {row["image"]: float(row["nme"]) for row in csv.DictReader(open(tmp_path / "eval" / "landmarks.csv"))}
     summary = json.loads((tmp_path / "eval" / "landmarks.json").read_text())
-    assert summary["model"].endswith("atpn68_integral.onnx") and summary["passes"] == 2  # photos' model and passes
+    assert summary["model"].endswith("atpn68_stills.onnx") and summary["passes"] == 2  # photos' model and passes
     assert len(rows) == len(lines)
     for line in lines:  # the JSON rounds to 0.01 px: an NME of faces ~100 px apart moves by < 1e-4
         assert nme_of(line, photos) == pytest.approx(rows[line["file"]], abs=2e-4), line["file"]
