@@ -22,6 +22,7 @@ class ModelSpec:
 
     112 px input: faces at camera distance rarely exceed ~150 px on a 640x360 frame, 112 keeps
     68 points apart by >= 1.5 px on the eye contours, and it costs (112/128)^2 = 77 % of 128 px.
+    The photo model takes 128 px (weights/atpn68_stills.pt): a photo has no next frame waiting.
     """
 
     input_size: int = 112
