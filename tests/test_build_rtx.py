@@ -55,7 +55,7 @@ def build(tmp_path: Path, onnx: str, **kwargs) -> Tuple[BuildResult, str]:
     return build_engine(request, compat.ProgressDisplay(out)), out.getvalue()
 
 
-@pytest.mark.parametrize("model", ["atpn68.onnx", "atpn68_integral.onnx", "blazeface_short.onnx",
+@pytest.mark.parametrize("model", ["atpn68.onnx", "atpn68_integral.onnx", "atpn68_stills.onnx", "blazeface_short.onnx",
                                    "blazeface_full.onnx"])
 def test_our_models_build_fp32_engines_with_a_sidecar(tmp_path, model, rtx_tag):
     result, progress = build(tmp_path, str(model_path(model)))
