@@ -39,7 +39,7 @@ def result_dir(out: Path, folder: str) -> Path:
     return out / "_".join(Path(folder).parts[-2:])  # report and helen/test, not both "test"
 
 
-def per_face(csv_path: Path) -> Dict[str, float]:
+def per_face(csv_path: str) -> Dict[str, float]:
     """image -> NME from a CSV with `image` and `nme` columns (ours and the peer's write one each); a missed
     face (ours: inf) counts 1.0, as the peer counts its own."""
     with open(csv_path, newline="") as f:
@@ -51,7 +51,8 @@ def ours(folder: str, config: str, out: Path) -> Dict[str, Any]:
     cmd = [sys.executable, "-m", "edge.eval", "landmarks", "--images", folder, "--config", config, "--out", str(result)]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     summary = json.loads((result / "landmarks.json").read_text())
-    return {k: summary[k] for k in ("faces", "found", "nme_mean", "fr_10", "auc_10", "nme_by_region", "model", "passes")}
+    keys = ("faces", "found", "nme_mean", "fr_10", "auc_10", "nme_by_region", "model", "passes")
+    return {**{k: summary[k] for k in keys}, "per_face": str(result / "landmarks.csv")}
 
 
 def paired_difference(a: Dict[str, float], b: Dict[str, float], resamples: int = 10000,
@@ -108,9 +109,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             entry["mediapipe"] = peer(os.path.abspath(folder), out)
             if entry["mediapipe"]:
                 print(row(f"{folder}, MediaPipe + our map", entry["mediapipe"]), flush=True)
-                entry["ours_minus_mediapipe"] = paired_difference(
-                    per_face(result_dir(out, os.path.abspath(folder)) / "landmarks.csv"),
-                    per_face(Path(entry["mediapipe"]["per_face"])))
+                entry["ours_minus_mediapipe"] = paired_difference(per_face(entry["ours"]["per_face"]),
+                                                                  per_face(entry["mediapipe"]["per_face"]))
         results[folder] = entry
     for folder in args.folders:
         d = results[folder].get("ours_minus_mediapipe")

@@ -29,21 +29,15 @@ CHECKSUMS = "checksums.json"  # {file name: {"bytes": size, "sha256": hex}} of w
 Record = Dict[str, Dict[str, object]]
 
 
-def atpn_onnx(models_dir: Path) -> str:
-    """models/atpn68.onnx (the regression head: the Jetson presets' model), exported again whenever the shipped
-    checkpoint is newer."""
-    from edge.model.export import DEFAULT_WEIGHTS
-
-    return _export_when_stale(DEFAULT_WEIGHTS, models_dir / "atpn68.onnx")
-
-
-def shipped_atpn_onnx(weights_name: str, onnx_name: str) -> Callable[[Path], str]:
-    """A step exporting weights/`weights_name` (an optional shipped file) to models/`onnx_name`."""
+def shipped_atpn_onnx(weights_name: str, onnx_name: str, untrained_if_missing: bool = False) -> Callable[[Path], str]:
+    """A step exporting weights/`weights_name` to models/`onnx_name`, again whenever the weights are newer. A
+    missing weights file skips the step, or exports an untrained network (`untrained_if_missing`: the regression
+    model, so a checkout without weights still runs end to end)."""
     def export(models_dir: Path) -> str:
         from edge.model.export import DEFAULT_WEIGHTS
 
         weights = DEFAULT_WEIGHTS.with_name(weights_name)
-        if not weights.is_file():
+        if not weights.is_file() and not untrained_if_missing:
             return f"skipped ({weights.name} is not in weights/)"
         return _export_when_stale(weights, models_dir / onnx_name)
     return export
@@ -68,9 +62,10 @@ class Step:
 
 
 STEPS: List[Step] = [
-    Step("ATPN", ("atpn68.onnx",), atpn_onnx),
-    Step("ATPN, integral head (video)", ("atpn68_integral.onnx",), shipped_atpn_onnx("atpn68_integral.pt",
-                                                                                      "atpn68_integral.onnx")),
+    Step("ATPN, regression head (Jetson presets)", ("atpn68.onnx",),
+         shipped_atpn_onnx("atpn68.pt", "atpn68.onnx", untrained_if_missing=True)),
+    Step("ATPN, integral head (video)", ("atpn68_integral.onnx",),
+         shipped_atpn_onnx("atpn68_integral.pt", "atpn68_integral.onnx")),
     Step("ATPN for photos", ("atpn68_stills.onnx",), shipped_atpn_onnx("atpn68_stills.pt", "atpn68_stills.onnx")),
     Step("face detector", tuple(v.tflite.filename for v in VARIANTS) + tuple(v.onnx_name for v in VARIANTS),
          face_detectors),

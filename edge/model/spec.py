@@ -6,7 +6,7 @@ runtime backend, training and evaluation.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Dict, Tuple
 
 INPUT_NAME = "crop"
@@ -53,6 +53,10 @@ class ModelSpec:
             "track": (batch, 1),
             "heatmap": (batch, 1, self.heatmap_size, self.heatmap_size),
         }
+
+    def sized(self, input_size: int) -> "ModelSpec":
+        """This spec for crops of `input_size` px; the heatmap grid follows (the shallow features', S/4)."""
+        return replace(self, input_size=input_size, heatmap_size=input_size // 4)
 
     def input_shape(self, batch: int) -> Tuple[int, int, int, int]:
         return (batch, 3, self.input_size, self.input_size)

@@ -48,8 +48,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=ModelSpec.input_size, help="crop pixels (default: %(default)s)")
     args = ap.parse_args()
     try:
-        spec = ModelSpec(num_landmarks=args.landmarks, width=args.width, landmark_head=args.head,
-                         input_size=args.size, heatmap_size=args.size // 4)
+        spec = ModelSpec(num_landmarks=args.landmarks, width=args.width, landmark_head=args.head).sized(args.size)
     except ValueError as exc:
         ap.error(str(exc))
     model = build_atpn(spec)

@@ -54,12 +54,14 @@ def load_weights(path: str, model: ATPN) -> Dict[str, torch.Tensor]:
     grows the trained network without changing its outputs)."""
     ckpt = _load(path, "weights written by edge.train (e.g. weights/atpn68.pt)")
     spec, trained = model.spec, ModelSpec.from_json(ckpt["spec"])
-    adaptable = dict(landmark_head=spec.landmark_head, crop_scale=spec.crop_scale, input_size=spec.input_size,
-                     heatmap_size=spec.heatmap_size, width=spec.width)
-    if replace(trained, **adaptable) != spec or trained.width > spec.width:
-        raise ModelError(f"{path}: trained for a different ModelSpec ({ckpt['spec']}); start from scratch instead"
-                         + (" (a network can be widened, not narrowed)" if trained.width > spec.width else ""))
-    state = widen_state(ckpt["model"], trained, model) if trained.width != spec.width else ckpt["model"]
+    if trained.width > spec.width:
+        raise ModelError(f"{path}: trained at width {trained.width:g}, wider than {spec.width:g}; a network can be "
+                         "widened, not narrowed: start from scratch instead")
+    adapted = replace(trained.sized(spec.input_size), landmark_head=spec.landmark_head, crop_scale=spec.crop_scale,
+                      width=spec.width)
+    if adapted != spec:
+        raise ModelError(f"{path}: trained for a different ModelSpec ({ckpt['spec']}); start from scratch instead")
+    state = widen_state(ckpt["model"], trained, model) if trained.width < spec.width else ckpt["model"]
     into = model.state_dict()
     return {k: v for k, v in state.items() if k in into and into[k].shape == v.shape}
 

@@ -92,8 +92,8 @@ def run(cfg: TrainConfig, resume: Optional[str] = None, init: Optional[str] = No
     (`init`: an export or checkpoint; fresh optimizer and schedule); returns the last epoch's metrics."""
     torch.set_num_threads(cfg.optim.threads)
     torch.manual_seed(cfg.optim.seed)
-    spec = ModelSpec(width=cfg.model.width, landmark_head=cfg.model.landmark_head, crop_scale=cfg.model.crop_scale,
-                     input_size=cfg.model.input_size, heatmap_size=cfg.model.input_size // 4)
+    spec = ModelSpec(width=cfg.model.width, landmark_head=cfg.model.landmark_head,
+                     crop_scale=cfg.model.crop_scale).sized(cfg.model.input_size)
     device = training_device(cfg.optim)
     model = build_atpn(spec).to(device=device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)

@@ -54,7 +54,7 @@ def widen_state(old_state: Mapping[str, torch.Tensor], old_spec: ModelSpec,
             continue
         old = old_state[name]
         if old.shape == fresh.shape:
-            grown[name] = old.clone()
+            grown[name] = old
             continue
         out = fresh.detach().clone()
         rows = _old_positions(name, 0, old.shape[0], out.shape[0], concatenated)
